@@ -1,0 +1,138 @@
+"""Reading and writing photos as float arrays in [0, 1], channels-last RGB.
+
+8-bit files (JPEG, 8-bit PNG, BMP, WebP...) are decoded with Pillow, which is what the
+authors' outputs were checked against, with the EXIF orientation applied. Pillow has no
+16-bit RGB mode, so 16-bit PNGs go through OpenCV and TIFFs through tifffile; both keep
+all 16 bits and are scaled by 1/65535.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class ImageReadError(ValueError):
+    """A file could not be decoded as an RGB image; the message names the file."""
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(25)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or len(head) < 25:
+        return None
+    return head[24]
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def _to_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ImageReadError(f"{path}: expected a grey, RGB or RGBA image, got shape {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr[..., :3]
+
+
+def read_image_raw(path: str | os.PathLike) -> np.ndarray:
+    """Decode ``path`` to an integer RGB array ``(H, W, 3)``, uint8 or uint16."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        if _is_tiff(path):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        elif _png_bit_depth(path) == 16:
+            import cv2
+
+            arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if arr is None:
+                raise ValueError("OpenCV could not decode it")
+            if arr.ndim == 3:  # OpenCV orders channels BGR(A)
+                arr = arr[..., [2, 1, 0, 3][: arr.shape[-1]]]
+        else:
+            from PIL import Image, ImageOps
+
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im)
+                if im.mode == "I;16" or im.mode.startswith("I;16"):
+                    arr = np.asarray(im, dtype=np.uint16)
+                else:
+                    arr = np.asarray(im.convert("RGB"))
+    except ImageReadError:
+        raise
+    except Exception as exc:  # decoders raise many types; report one, naming the file
+        raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
+    arr = _to_rgb(np.asarray(arr), path)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"{path}: unsupported sample type {arr.dtype} (need 8 or 16 bit)")
+    return np.ascontiguousarray(arr)
+
+
+def to_float(arr: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Scale a uint8 / uint16 array to ``[0, 1]`` floats."""
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}[np.dtype(arr.dtype)]
+    # Divide in the target dtype, as the original pipeline does (x.float() / 255).
+    return arr.astype(dtype) / np.asarray(scale, dtype)
+
+
+def read_image(path: str | os.PathLike, dtype=np.float32) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` floats in ``[0, 1]`` (8 and 16 bit inputs)."""
+    return to_float(read_image_raw(path), dtype)
+
+
+def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """``round(clip(img, 0, 1) * max)`` as uint8 or uint16 (the model output is unclamped)."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    top = 255.0 if bit_depth == 8 else 65535.0
+    out = np.rint(np.clip(np.asarray(img, np.float64), 0.0, 1.0) * top)
+    return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, bit_depth: int = 8) -> None:
+    """Write float ``(H, W, 3)`` in ``[0, 1]`` (or uint8/uint16) as PNG/JPEG/TIFF.
+
+    The file is written to a temporary name first and renamed, so an interrupted write
+    never leaves a truncated image under the final name.
+    """
+    path = Path(path)
+    arr = np.asarray(img)
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = quantize(arr, bit_depth)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{path}: expected an (H, W, 3) image, got shape {arr.shape}")
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    suffix = path.suffix.lower()
+    try:
+        if arr.dtype == np.uint16:
+            if suffix in (".tif", ".tiff"):
+                import tifffile
+
+                tifffile.imwrite(tmp, arr, photometric="rgb")
+            elif suffix == ".png":
+                import cv2
+
+                if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[..., ::-1])):
+                    raise OSError(f"{path}: OpenCV failed to write the image")
+            else:
+                raise ValueError(f"{path}: 16-bit output needs a .png or .tif name")
+        else:
+            from PIL import Image
+
+            Image.fromarray(arr).save(tmp, format=None if suffix else "PNG")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
