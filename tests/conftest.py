@@ -11,4 +11,6 @@ import os
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
-os.environ.setdefault("JAX_PLATFORMS", "cpu" if os.environ.get("AILUT_TEST_GPU") != "1" else "")
+# On a GPU machine, AILUT_TEST_GPU=1 keeps the GPU visible for the CUDA tests.
+if os.environ.get("AILUT_TEST_GPU") != "1":
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
