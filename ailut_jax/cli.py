@@ -13,7 +13,9 @@ import importlib
 import sys
 
 # subcommand -> (module providing register(), one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "apply-cube": ("ailut_jax.cube", "apply a .cube 3D LUT to images"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
