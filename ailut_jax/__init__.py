@@ -11,9 +11,27 @@ from ailut_jax.ops import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AiLUT",
+    "Enhancer",
+    "ModelConfig",
     "ailut_transform",
     "identity_lut",
     "lut_transform",
     "native_available",
     "uniform_vertices",
 ]
+
+# Imported on first use so that `import ailut_jax` (and `ailut --help`) does not load Flax.
+_LAZY = {
+    "AiLUT": "ailut_jax.models",
+    "ModelConfig": "ailut_jax.models",
+    "Enhancer": "ailut_jax.enhance",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ailut_jax' has no attribute {name!r}")

@@ -1,0 +1,26 @@
+"""Flax (nnx) models of AdaInt: backbones, LUT generator, AdaInt intervals, full model."""
+
+from ailut_jax.models.ailut import (
+    ADAINT_PARAMS,
+    AdaInt,
+    AiLUT,
+    LUTGenerator,
+    ModelOutput,
+    count_params,
+)
+from ailut_jax.models.backbones import CNNBackbone, ResNet18Backbone
+from ailut_jax.models.config import ModelConfig
+from ailut_jax.models.layers import resize_bilinear
+
+__all__ = [
+    "ADAINT_PARAMS",
+    "AdaInt",
+    "AiLUT",
+    "CNNBackbone",
+    "LUTGenerator",
+    "ModelConfig",
+    "ModelOutput",
+    "ResNet18Backbone",
+    "count_params",
+    "resize_bilinear",
+]
