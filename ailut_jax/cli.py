@@ -15,6 +15,7 @@ import sys
 # subcommand -> (module providing register(), one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "apply-cube": ("ailut_jax.cube", "apply a .cube 3D LUT to images"),
+    "build-dataset": ("ailut_jax.data.cli", "build a dataset (ailut_demo, fivek, ppr10k)"),
     "convert": ("ailut_jax.convert", "import an authors' .pth checkpoint"),
     "enhance": ("ailut_jax.enhance", "enhance photos with a model directory"),
 }

@@ -1,0 +1,159 @@
+"""Paired-image datasets (TFDS builders, ArrayRecord files, no TensorFlow) and their loaders.
+
+Datasets: ``fivek`` (configs ``expert_a``..``expert_e``, ``xyz_expert_*``), ``ppr10k``
+(``target_a``.., ``target_a_aug``..) and the built-in ``ailut_demo`` (``retouch``,
+``cube``). Build with ``ailut build-dataset NAME`` or :func:`build_dataset`; read with
+:func:`open_source`, which gives random access to examples
+``{"input": uint8|uint16 (H, W, 3), "target": uint8 (H, W, 3), "id": str}``.
+Batches for training come from :mod:`ailut_jax.data.pipeline`.
+
+Datasets live under :func:`default_data_dir`: ``$AILUT_DATA_DIR`` if set, else
+``$XDG_CACHE_HOME/ailut_jax/tensorflow_datasets`` (``~/.cache/...``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# name -> (module, builder class name)
+DATASETS: dict[str, tuple[str, str]] = {
+    "fivek": ("ailut_jax.data.fivek", "Fivek"),
+    "ppr10k": ("ailut_jax.data.ppr10k", "Ppr10k"),
+    "ailut_demo": ("ailut_jax.data.demo", "AilutDemo"),
+}
+DATA_DIR_ENV = "AILUT_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$AILUT_DATA_DIR``, else ``$XDG_CACHE_HOME/ailut_jax/tensorflow_datasets``."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ailut_jax" / "tensorflow_datasets"
+
+
+def builder_class(name: str):
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    module, cls = DATASETS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def _resolve(name: str, config: str | None, data_dir):
+    cls = builder_class(name)
+    config = config or cls.DEFAULT_CONFIG_NAME
+    if config not in cls.builder_configs:
+        raise ValueError(
+            f"unknown config {config!r} of {name}; known: {', '.join(cls.builder_configs)}"
+        )
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    final = data_dir / name / config / str(cls.VERSION)
+    return cls, config, data_dir, final
+
+
+def dataset_path(name: str, config: str | None = None, data_dir=None) -> Path:
+    """Where ``name/config`` is (or would be) stored."""
+    return _resolve(name, config, data_dir)[3]
+
+
+def is_built(name: str, config: str | None = None, data_dir=None) -> bool:
+    return (dataset_path(name, config, data_dir) / "dataset_info.json").is_file()
+
+
+def build_dataset(
+    name: str, *, config: str | None = None, data_dir=None, force: bool = False, **builder_kwargs
+) -> Path:
+    """Build ``name/config`` under ``data_dir`` and return its folder.
+
+    ``builder_kwargs`` go to the builder: ``source`` (the dataset's root folder; the
+    demo's optional folder of extra photos), ``split_files`` (``{split: id list path}``,
+    fivek / ppr10k), ``cube_file`` (demo ``cube`` config). An existing build is kept
+    unless ``force``. The build happens in a temporary folder beside the final one and is
+    moved into place only when complete: a failed build (e.g.
+    :class:`~ailut_jax.data._common.DatasetBuildError` listing bad files) leaves nothing.
+    """
+    cls, config, data_dir, final = _resolve(name, config, data_dir)
+    if (final / "dataset_info.json").is_file() and not force:
+        return final
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".building-{name}-", dir=data_dir))
+    try:
+        builder = cls(
+            data_dir=tmp_root, config=config, file_format="array_record", **builder_kwargs
+        )
+        builder.download_and_prepare(download_dir=tmp_root / "downloads")
+        built = tmp_root / name / config / str(cls.VERSION)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            old = tmp_root / "replaced"
+            os.replace(final, old)
+        os.replace(built, final)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return final
+
+
+class PairSource:
+    """Random access to built examples as numpy: ``{"input", "target", "id"}``.
+
+    ``input`` is uint8 or uint16 ``(H, W, 3)`` (divide by :attr:`input_scale`),
+    ``target`` uint8 ``(H, W, 3)`` (divide by :attr:`target_scale` = 255), ``id`` a str.
+    Picklable, so grain can read it in worker processes.
+    """
+
+    def __init__(self, tfds_source, *, name: str, split: str, input_bits: int):
+        self._source = tfds_source
+        self.name = name
+        self.split = split
+        self.input_bits = input_bits
+        self.input_scale = 65535.0 if input_bits == 16 else 255.0
+        self.target_scale = 255.0
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self._source[index]
+        example_id = record["id"]
+        if isinstance(example_id, bytes):
+            example_id = example_id.decode()
+        return {"input": record["input"], "target": record["target"], "id": str(example_id)}
+
+    def __repr__(self) -> str:
+        return f"PairSource({self.name}, split={self.split!r}, {len(self)} pairs)"
+
+
+def open_source(
+    name: str = "ailut_demo",
+    split: str = "train",
+    *,
+    config: str | None = None,
+    data_dir=None,
+    build: bool | None = None,
+    **builder_kwargs,
+) -> PairSource:
+    """Open one split of a built dataset as a :class:`PairSource`.
+
+    ``build``: build first when missing. Defaults to True for ``ailut_demo`` (built offline
+    in well under a minute) and False for the others, which need ``source=``.
+    """
+    cls, config, data_dir, final = _resolve(name, config, data_dir)
+    if not (final / "dataset_info.json").is_file():
+        if build if build is not None else name == "ailut_demo":
+            build_dataset(name, config=config, data_dir=data_dir, **builder_kwargs)
+        else:
+            raise FileNotFoundError(
+                f"{name}/{config} is not built under {data_dir}; run "
+                f"`ailut build-dataset {name} --config {config} --source DIR "
+                f"--data-dir {data_dir}`"
+            )
+    builder = cls(data_dir=data_dir, config=config)
+    if split not in builder.info.splits:
+        have = list(builder.info.splits)
+        raise ValueError(f"{name}/{config} has no split {split!r}; it has {have}")
+    bits = getattr(builder.builder_config, "input_bits", 8)
+    return PairSource(builder.as_data_source(split=split), name=name, split=split, input_bits=bits)
