@@ -16,6 +16,9 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "apply-cube": ("ailut_jax.cube", "apply a .cube 3D LUT to images"),
     "build-dataset": ("ailut_jax.data.cli", "build a dataset (ailut_demo, fivek, ppr10k)"),
+    "export-cube": ("ailut_jax.export_cube", "export a model's LUT for an image as .cube"),
+    "evaluate": ("ailut_jax.evaluate", "score a model on paired images"),
+    "plot": ("ailut_jax.plot", "figure of a model's output, vertices and curves"),
     "convert": ("ailut_jax.convert", "import an authors' .pth checkpoint"),
     "enhance": ("ailut_jax.enhance", "enhance photos with a model directory"),
 }

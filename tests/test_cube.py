@@ -3,11 +3,12 @@
 import shutil
 from pathlib import Path
 
+import _models
 import numpy as np
 import pytest
 from PIL import Image
 
-from ailut_jax import cube, identity_lut
+from ailut_jax import cube, export_cube, identity_lut
 from ailut_jax.cli import main
 from ailut_jax.imageio import read_image_raw, write_image
 
@@ -285,3 +286,109 @@ def test_apply_cube_command_reports_malformed_cube(tmp_path, capsys):
     code = main(["apply-cube", str(cube_path), str(img_path), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "needs 2^3 = 8 data lines, found 1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- export-cube
+
+
+@pytest.fixture(scope="session")
+def official_dir(tmp_path_factory):
+    return _models.official_srgb_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def random_dir(tmp_path_factory):
+    return _models.random_model_dir(tmp_path_factory)
+
+
+def test_lattice_image_is_in_file_order():
+    n = 4
+    points = export_cube.lattice_image(n).reshape(-1, 3)
+    for i in (0, 1, 5, 17, n**3 - 1):
+        expected = np.array([i % n, (i // n) % n, i // (n * n)]) / (n - 1)
+        np.testing.assert_allclose(points[i], expected, rtol=0, atol=1e-7)
+
+
+def test_resample_lut_reproduces_a_colour_preserving_ailut():
+    """An AiLUT whose entries are its own vertex coordinates is the identity for any vertices."""
+    d, n = 7, 11
+    rng = np.random.default_rng(12)
+    vertices = np.zeros((3, d))
+    vertices[:, 1:] = np.cumsum(rng.uniform(0.2, 1.0, (3, d - 1)), axis=1)
+    vertices /= vertices[:, -1:]
+    vr, vg, vb = vertices
+    b, g, r = np.meshgrid(vb, vg, vr, indexing="ij")
+    lut = np.stack([r, g, b]).astype(np.float32)
+    table = export_cube.resample_lut(lut, vertices.astype(np.float32), n)
+    np.testing.assert_allclose(table, identity_lut(n, np.float64), atol=2e-6)
+
+
+def _export(checkpoint, image_path, n, out):
+    code = main(
+        ["export-cube", "--checkpoint", str(checkpoint), str(image_path), "--size", str(n),
+         "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+
+
+def test_export_cube_random_model_matches_its_output(tmp_path, random_dir):
+    import jax.numpy as jnp
+
+    from ailut_jax import ailut_transform
+    from ailut_jax.enhance import Enhancer
+
+    img = _models.photo(96, 64)
+    image_path = tmp_path / "small.png"
+    write_image(image_path, img)
+    _export(random_dir, image_path, 33, tmp_path / "random.cube")
+    lut = cube.read_cube(tmp_path / "random.cube")
+    assert lut.size == 33 and "random-ailut-d9" in lut.title
+
+    # The file holds the model's own transform at the grid points, to the 6 decimals written.
+    pred = Enhancer.from_checkpoint(random_dir).predict(img / np.float32(255))
+    grid = jnp.asarray(export_cube.lattice_image(33))
+    at_grid = np.asarray(ailut_transform(grid, pred["lut"], pred["vertices"]), np.float64)
+    np.testing.assert_allclose(lut.table, np.moveaxis(at_grid.reshape(33, 33, 33, 3), -1, 0),
+                               rtol=0, atol=6e-7)  # fmt: skip
+    # Between grid points it is a trilinear resampling of the model's non-uniform D = 9
+    # lattice: close, not exact (the learned cell borders fall between grid points).
+    err = cube.apply_cube_numpy(img / 255.0, lut) - np.asarray(pred["output"], np.float64)
+    print(f"random model, N=33: max error {np.abs(err).max():.4f}, "
+          f"PSNR {10 * np.log10(1 / np.mean(err**2)):.2f} dB")  # fmt: skip
+    assert 10 * np.log10(1 / np.mean(err**2)) > 45
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("n,min_psnr", [(33, 46.0), (65, 50.0)])
+def test_export_cube_ffmpeg_round_trip_official_model(tmp_path, official_dir, n, min_psnr):
+    """ffmpeg applying the exported .cube reproduces the authors' FiveK model's output."""
+    from ailut_jax.enhance import Enhancer
+    from ailut_jax.metrics import psnr
+
+    img = _models.photo(722, 480)
+    image_path = tmp_path / "a4739_480p.png"
+    write_image(image_path, img)
+    cube_path = tmp_path / f"a4739_{n}.cube"
+    _export(official_dir, image_path, n, cube_path)
+
+    model_out = np.clip(
+        np.asarray(Enhancer.from_checkpoint(official_dir)(img / np.float32(255)), np.float64), 0, 1
+    )
+    by_ffmpeg = cube.apply_cube_ffmpeg(cube_path, img) / 255.0
+    ffmpeg_psnr = psnr(by_ffmpeg, model_out)
+    # The float resampling alone, without ffmpeg's 8-bit truncation.
+    float_psnr = psnr(
+        np.clip(cube.apply_cube_numpy(img / 255.0, cube.read_cube(cube_path)), 0, 1), model_out
+    )
+    print(f"N={n}: ffmpeg {ffmpeg_psnr:.2f} dB, float resampling {float_psnr:.2f} dB")
+    assert ffmpeg_psnr >= min_psnr
+    assert float_psnr > ffmpeg_psnr
+
+
+def test_export_cube_rejects_bad_size(tmp_path, random_dir, capsys):
+    image_path = tmp_path / "x.png"
+    write_image(image_path, _test_image(20, 16))
+    code = main(["export-cube", "--checkpoint", str(random_dir), str(image_path), "--size", "1",
+                 "--out", str(tmp_path / "x.cube")])  # fmt: skip
+    assert code == 2
+    assert "--size must be in [2, 256]" in capsys.readouterr().err

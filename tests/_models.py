@@ -1,0 +1,63 @@
+"""Model directories and the photo shared by the export-cube, evaluate and plot tests.
+
+Each is made once per test session (per xdist worker): the directory lives under the
+session's base temp folder and is reused by every test file that asks for it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
+SRGB_CHECKPOINT = OFFICIAL / "AiLUT-FiveK-sRGB.pth"
+PHOTO = OFFICIAL / "a4739.jpg"
+
+
+def official_srgb_dir(tmp_path_factory) -> Path:
+    """The authors' FiveK sRGB checkpoint converted with ``ailut convert``."""
+    if not SRGB_CHECKPOINT.is_file():
+        pytest.skip(f"the authors' checkpoint is not in this checkout ({SRGB_CHECKPOINT})")
+    pytest.importorskip("torch", reason="converting a .pth needs torch (pip install .[convert])")
+    out = tmp_path_factory.getbasetemp() / "official-fivek-srgb"
+    if not (out / "config.json").is_file():
+        from ailut_jax.cli import main
+
+        assert main(["convert", str(SRGB_CHECKPOINT), "--out", str(out)]) == 0
+    return out
+
+
+def random_model_dir(tmp_path_factory) -> Path:
+    """A small randomly initialised AiLUT (D = 9) with non-trivial LUTs and vertices.
+
+    At initialisation the extra basis LUTs are zero and the vertices uniform; both are
+    randomised here so that exports and plots exercise a genuinely non-uniform lattice.
+    """
+    out = tmp_path_factory.getbasetemp() / "random-ailut-d9"
+    if (out / "config.json").is_file():
+        return out
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ailut_jax.modeldir import save_model_dir
+    from ailut_jax.models import AiLUT, ModelConfig
+
+    model = AiLUT(ModelConfig(n_vertices=9, n_ranks=3, input_size=64), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    basis = np.array(model.lut_generator.basis_luts[...])
+    basis[1:] = rng.normal(0, 0.05, basis[1:].shape)
+    model.lut_generator.basis_luts[...] = jnp.asarray(basis)
+    kernel = model.adaint.intervals_generator.kernel
+    kernel[...] = jnp.asarray(rng.normal(0, 0.01, kernel.shape), jnp.float32)
+    save_model_dir(out, model)
+    return out
+
+
+def photo(width: int = 722, height: int = 480) -> np.ndarray:
+    """a4739.jpg resized with PIL bicubic (722x480 is the FiveK 480p size), uint8."""
+    from PIL import Image
+
+    if not PHOTO.is_file():
+        pytest.skip(f"the test photo is not in this checkout ({PHOTO})")
+    with Image.open(PHOTO) as im:
+        return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
