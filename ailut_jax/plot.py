@@ -1,0 +1,182 @@
+"""``ailut plot``: what a model does to one image, in one figure.
+
+Top: the input and the enhanced output side by side. Bottom, from left to right: the
+learned sampling vertices of the three channels against the uniform grid (AdaInt puts
+more vertices where the colour mapping bends), the same vertices as tick marks on
+``[0, 1]``, and the response of each output channel along the grey axis
+``(t, t, t)``, against the identity.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CHANNEL_COLORS = ("#d62728", "#2ca02c", "#1f77b4")  # R, G, B
+CHANNEL_NAMES = ("R", "G", "B")
+
+
+def grey_axis_response(lut, vertices, n: int = 256, *, impl: str = "auto"):
+    """``(t, out)``: the transform of the grey ramp ``(t, t, t)``, ``out`` of shape ``(n, 3)``."""
+    import jax.numpy as jnp
+
+    from ailut_jax.ops import ailut_transform
+
+    lut = jnp.asarray(lut)
+    t = np.linspace(0.0, 1.0, n)
+    ramp = jnp.asarray(np.repeat(t[None, :, None], 3, axis=-1), lut.dtype)
+    out = ailut_transform(ramp, lut, jnp.asarray(vertices, lut.dtype), impl=impl)
+    return t, np.asarray(out[0], np.float64)
+
+
+def make_figure(
+    img: np.ndarray,
+    output: np.ndarray,
+    lut,
+    vertices,
+    *,
+    weights=None,
+    title: str | None = None,
+    impl: str = "auto",
+):
+    """The matplotlib figure for one image: float ``(H, W, 3)`` input and output in [0, 1],
+    the ``(3, D, D, D)`` LUT, ``(3, D)`` vertices and optionally the ``(M,)`` rank weights.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.gridspec import GridSpec
+
+    vertices = np.asarray(vertices, np.float64)
+    d = vertices.shape[-1]
+    uniform = np.arange(d) / (d - 1)
+
+    fig = plt.figure(figsize=(12, 8.2), layout="constrained")
+    grid = GridSpec(2, 6, figure=fig, height_ratios=(1.25, 1))
+    for k, (image, label) in enumerate(((img, "input"), (output, "output"))):
+        ax = fig.add_subplot(grid[0, 3 * k : 3 * k + 3])
+        ax.imshow(np.clip(image, 0, 1), interpolation="lanczos")
+        ax.set_title(label)
+        ax.set_axis_off()
+
+    ax = fig.add_subplot(grid[1, 0:2])
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="uniform")
+    for c in range(3):
+        ax.plot(uniform, vertices[c], color=CHANNEL_COLORS[c], marker=".", ms=4, lw=1.2,
+                label=CHANNEL_NAMES[c])  # fmt: skip
+    ax.set_title(f"learned vertices (D = {d})")
+    ax.set_xlabel("vertex index / (D - 1)")
+    ax.set_ylabel("sampling coordinate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_box_aspect(1)
+    ax.legend(loc="upper left", fontsize="small")
+
+    ax = fig.add_subplot(grid[1, 2:4])
+    rows = [uniform, *vertices]
+    ax.eventplot(rows[::-1], colors=["0.5", *CHANNEL_COLORS][::-1], lineoffsets=range(4),
+                 linelengths=0.7, linewidths=1.2)  # fmt: skip
+    ax.set_yticks(range(4), ["B", "G", "R", "uniform"])
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("input value")
+    ax.set_title("vertex positions")
+
+    ax = fig.add_subplot(grid[1, 4:6])
+    t, response = grey_axis_response(lut, vertices, impl=impl)
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="identity")
+    for c in range(3):
+        ax.plot(t, response[:, c], color=CHANNEL_COLORS[c], lw=1.5, label=f"out {CHANNEL_NAMES[c]}")
+    ax.set_title("response along the grey axis")
+    ax.set_xlabel("input grey level t  (R = G = B = t)")
+    ax.set_ylabel("output")
+    ax.set_xlim(0, 1)
+    low, high = min(0.0, response.min()), max(1.0, response.max())
+    ax.set_ylim(low - 0.02, high + 0.02)
+    ax.set_box_aspect(1)
+    ax.legend(loc="upper left", fontsize="small")
+
+    if weights is not None:
+        w = ", ".join(f"{x:+.3f}" for x in np.ravel(weights))
+        title = f"{title}\nrank weights [{w}]" if title else f"rank weights [{w}]"
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 100, colors: int | None = None) -> None:
+    """Save ``fig`` as PNG; ``colors`` quantises it to a palette to keep the file small."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im = im.convert("RGB")
+        if colors is not None:
+            im = im.quantize(
+                colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+            )
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        try:
+            im.save(tmp, format="PNG", optimize=True)
+            tmp.replace(path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="figure: input vs output, learned vertices, grey-axis response",
+        description="Draw the input and output side by side, the three channels' learned "
+        "vertices against the uniform grid and the response curves along the grey axis.",
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="model directory")
+    parser.add_argument("image", type=Path, help="input image")
+    parser.add_argument("--out", type=Path, required=True, help="figure file (.png)")
+    parser.add_argument("--dpi", type=int, default=100, help="resolution (default 100)")
+    parser.add_argument(
+        "--colors", type=int, help="quantise the PNG to this many colours (smaller file)"
+    )
+    parser.add_argument(
+        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="transform op"
+    )
+    parser.set_defaults(func=_plot_command)
+
+
+def _plot_command(args) -> int:
+    from ailut_jax.enhance import Enhancer
+    from ailut_jax.imageio import ImageReadError, read_image
+
+    if args.colors is not None and not 2 <= args.colors <= 256:
+        print("ailut plot: --colors must be in [2, 256]", file=sys.stderr)
+        return 2
+    try:
+        img = read_image(args.image)
+    except ImageReadError as exc:
+        print(f"ailut plot: {exc}", file=sys.stderr)
+        return 2
+    enhancer = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
+    pred = enhancer.predict(img)
+    fig = make_figure(
+        img,
+        np.asarray(pred["output"]),
+        pred["lut"],
+        pred["vertices"],
+        weights=pred.get("weights"),
+        title=f"{args.checkpoint.name} on {args.image.name}",
+        impl=args.impl,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, args.out, dpi=args.dpi, colors=args.colors)
+    print(args.out)
+    return 0
