@@ -67,28 +67,51 @@ inline void static_range(int64_t count, int t, int n, int64_t* begin, int64_t* e
 
 // ---------------------------------------------------------------- locating cells
 
-// One batch element's vertex rows and, when every row is sorted, the rows padded
-// with +inf to a power of two for the branch-free search. Unsorted rows (including
-// NaN) fall back to the reference bisection, which both agree with on sorted rows.
+// Views that locate a channel value in its cell; small PODs passed by value so the
+// hot loops keep their fields in registers.
+template <typename T>
+struct SearchView {  // any vertex values: the reference bisection
+  const T* v;
+  int d;
+  AxisPos<T> operator()(int c, T x) const { return locate(v + c * d, d, x); }
+};
+
+template <typename T>
+struct SortedView {  // sorted rows: branch-free search over rows padded with +inf
+  const T* v;
+  const T* padded_rows;
+  int d;
+  int padded;
+  AxisPos<T> operator()(int c, T x) const {
+    const int lb = lower_bound_sorted(padded_rows + c * padded, padded, x);
+    return axis_from_cell(v + c * d, clamp_cell(lb, d), x);
+  }
+};
+
+template <typename T>
+struct UniformView {  // the uniform grid i / (d - 1): computed cells
+  int d;
+  AxisPos<T> operator()(int, T x) const { return locate_uniform(d, x); }
+};
+
+// One batch element's vertices. When every row is sorted (no NaN), the rows are also
+// kept padded with +inf to a power of two for SortedView, which agrees with the
+// bisection on sorted rows; otherwise SearchView is used.
 template <typename T>
 struct VertexRows {
   const T* v = nullptr;
   int d = 0;
   int padded = 0;
   bool sorted = false;
-  std::vector<T> rows;  // 3 * padded
+  std::vector<T> rows;  // 3 * padded when sorted
 
   void init(const T* vertices, int d_) {
     v = vertices;
     d = d_;
     sorted = true;
-    for (int c = 0; c < 3 && sorted; ++c) {
-      for (int i = 0; i + 1 < d; ++i) {
-        if (!(v[c * d + i] <= v[c * d + i + 1])) {
-          sorted = false;
-          break;
-        }
-      }
+    // Every vertex takes part in a comparison (d >= 2), so a NaN also fails it.
+    for (int c = 0; c < 3; ++c) {
+      for (int i = 0; i + 1 < d; ++i) sorted = sorted && (v[c * d + i] <= v[c * d + i + 1]);
     }
     if (!sorted) return;
     padded = 1;
@@ -97,32 +120,36 @@ struct VertexRows {
     for (int c = 0; c < 3; ++c) std::copy(v + c * d, v + (c + 1) * d, rows.begin() + c * padded);
   }
 
-  AxisPos<T> operator()(int c, T x) const {
-    const T* row = v + c * d;
+  // Calls fn(view) with the fastest view valid for these rows.
+  template <typename F>
+  void dispatch(const F& fn) const {
     if (sorted) {
-      return axis_from_cell(row, clamp_cell(lower_bound_sorted(rows.data() + c * padded, padded, x), d),
-                            x);
+      fn(SortedView<T>{v, rows.data(), d, padded});
+    } else {
+      fn(SearchView<T>{v, d});
     }
-    return locate(row, d, x);
   }
 };
 
 template <typename T>
 struct UniformRows {
   int d = 0;
-  AxisPos<T> operator()(int, T x) const { return locate_uniform(d, x); }
+  template <typename F>
+  void dispatch(const F& fn) const {
+    fn(UniformView<T>{d});
+  }
 };
 
 // ---------------------------------------------------------------- forward
 
-template <typename T, typename Rows>
-void forward_pixels(const T* img, T* out, const T* lut, int64_t d, const Rows& rows,
-                    int64_t begin, int64_t end) {
+template <typename T, typename View>
+void forward_pixels(const T* __restrict img, T* __restrict out, const T* __restrict lut,
+                    int64_t d, const View view, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const T* px = img + 3 * i;
-    const AxisPos<T> r = rows(0, px[0]);
-    const AxisPos<T> g = rows(1, px[1]);
-    const AxisPos<T> b = rows(2, px[2]);
+    const AxisPos<T> r = view(0, px[0]);
+    const AxisPos<T> g = view(1, px[1]);
+    const AxisPos<T> b = view(2, px[2]);
     blend(lut, d, r, g, b, out + 3 * i);
   }
 }
@@ -140,7 +167,9 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
     while (begin < end) {
       const int64_t b = begin / p.pixels;
       const int64_t stop = std::min(end, (b + 1) * p.pixels);
-      forward_pixels(img, out, lut + b * lut_size, p.d, rows[b], begin, stop);
+      rows[b].dispatch([&](auto view) {
+        forward_pixels(img, out, lut + b * lut_size, p.d, view, begin, stop);
+      });
       begin = stop;
     }
   });
@@ -148,13 +177,15 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
 
 // ---------------------------------------------------------------- backward
 
-template <typename T, typename Rows, bool kVertexGrad>
-void backward_pixels(const T* g_out, const T* img, const T* lut, int64_t d, const Rows& rows,
-                     int64_t begin, int64_t end, T* d_img, double* d_lut, double* d_vert) {
+template <typename T, typename View, bool kVertexGrad>
+void backward_pixels(const T* __restrict g_out, const T* __restrict img,
+                     const T* __restrict lut, int64_t d, const View view, int64_t begin,
+                     int64_t end, T* __restrict d_img, double* __restrict d_lut,
+                     double* __restrict d_vert) {
   const int64_t d3 = d * d * d;
   for (int64_t i = begin; i < end; ++i) {
     const T* px = img + 3 * i;
-    const AxisPos<T> pos[3] = {rows(0, px[0]), rows(1, px[1]), rows(2, px[2])};
+    const AxisPos<T> pos[3] = {view(0, px[0]), view(1, px[1]), view(2, px[2])};
     const T* go = g_out + 3 * i;
     T w[8], G[3];
     pixel_backward(lut, d, pos[0], pos[1], pos[2], go, w, G);
@@ -195,9 +226,11 @@ void backward_all(const Problem& p, const T* g_out, const T* img, const T* lut,
       std::fill(lp, lp + lut_size, 0.0);
       int64_t begin, end;
       static_range(p.pixels, t, n, &begin, &end);
-      backward_pixels<T, Rows, kVertexGrad>(g_out + 3 * off, img + 3 * off, lut + b * lut_size,
-                                            p.d, rows[b], begin, end, d_img + 3 * off, lp,
-                                            vert_part.data() + t * vert_size);
+      rows[b].dispatch([&](auto view) {
+        backward_pixels<T, decltype(view), kVertexGrad>(
+            g_out + 3 * off, img + 3 * off, lut + b * lut_size, p.d, view, begin, end,
+            d_img + 3 * off, lp, vert_part.data() + t * vert_size);
+      });
     });
     T* dl = d_lut + b * lut_size;
     parallel_for(n, [&](int t) {

@@ -1,0 +1,126 @@
+"""Benchmark the AiLUT transform: native FFI op vs the jitted pure-JAX reference.
+
+Forward and forward+backward (gradients for img, lut and vertices) at 854x480 and
+3840x2160, D = 33, batch 1, median of N timed runs after warm-up. Prints a table and
+writes JSON.
+
+    python benchmarks/bench_transform.py [--repeats 7] [--out benchmarks/results/transform.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ailut_jax import ailut_transform, native_available
+
+SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
+
+
+def make_inputs(h: int, w: int, d: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32)
+    grid = np.arange(d, dtype=np.float32) / (d - 1)
+    b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
+    lut = np.stack([r, g, b])[None] + rng.normal(0, 0.05, (1, 3, d, d, d)).astype(np.float32)
+    intervals = rng.uniform(0.5, 1.5, (1, 3, d - 1))
+    vertices = np.concatenate(
+        [np.zeros((1, 3, 1)), np.cumsum(intervals, -1) / intervals.sum(-1, keepdims=True)], -1
+    ).astype(np.float32)
+    return tuple(jax.device_put(x) for x in (img, lut.astype(np.float32), vertices))
+
+
+def build(impl: str, mode: str):
+    if mode == "forward":
+        return jax.jit(lambda i, l, v: ailut_transform(i, l, v, impl=impl))
+
+    def loss(i, l, v):
+        return jnp.sum(ailut_transform(i, l, v, impl=impl) * 0.5)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+
+
+def time_fn(fn, args, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--d", type=int, default=33)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--out", default="benchmarks/results/transform.json")
+    args = parser.parse_args()
+    if not native_available():
+        raise SystemExit("the native module is not built; install the package first")
+
+    backend = jax.default_backend()
+    print(f"backend={backend} devices={jax.devices()} cpus={os.cpu_count()} D={args.d}")
+    rows = []
+    for size in args.sizes:
+        h, w = SIZES[size]
+        inputs = make_inputs(h, w, args.d)
+        for mode in ("forward", "forward+backward"):
+            ms = {
+                impl: time_fn(build(impl, mode), inputs, args.repeats)
+                for impl in ("ffi", "reference")
+            }
+            rows.append(
+                {
+                    "size": size,
+                    "height": h,
+                    "width": w,
+                    "mode": mode,
+                    "native_ms": ms["ffi"],
+                    "reference_ms": ms["reference"],
+                    "speedup": ms["reference"] / ms["ffi"],
+                }
+            )
+            r = rows[-1]
+            print(
+                f"  {size:>4} {mode:<17} native {r['native_ms']:9.2f} ms   reference "
+                f"{r['reference_ms']:9.2f} ms   x{r['speedup']:.1f}",
+                flush=True,
+            )
+
+    print()
+    print("| size | pass | native (ms) | jitted reference (ms) | speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['size']} ({r['width']}x{r['height']}) | {r['mode']} | {r['native_ms']:.2f} | "
+            f"{r['reference_ms']:.2f} | {r['speedup']:.1f}x |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "backend": backend,
+        "device": str(jax.devices()[0]),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "jax": jax.__version__,
+        "d": args.d,
+        "repeats": args.repeats,
+    }
+    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"\nsaved {out}")
+
+
+if __name__ == "__main__":
+    main()
