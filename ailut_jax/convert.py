@@ -248,7 +248,7 @@ def model_from_state_dict(state_dict: Mapping[str, np.ndarray], *, what: str = "
     config = infer_config(state_dict)
     model = AiLUT(config, rngs=nnx.Rngs(0))
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
-    pure = jax.tree_util.tree_map(np.asarray, state.to_pure_dict())
+    pure = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(state))
     _fill(pure, state_dict, key_mapping(config), what=what)
     nnx.replace_by_pure_dict(state, jax.tree_util.tree_map(jax.numpy.asarray, pure))
     nnx.update(model, state)
@@ -267,7 +267,7 @@ def load_resnet18_weights(model, state_dict: Mapping[str, np.ndarray]):
     if model.config.backbone != "resnet18":
         raise ValueError(f"model has backbone {model.config.backbone!r}, not 'resnet18'")
     state = nnx.state(model.backbone, (nnx.Param, nnx.BatchStat))
-    pure = jax.tree_util.tree_map(np.asarray, state.to_pure_dict())
+    pure = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(state))
     weights = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
     _fill(pure, weights, _resnet_mapping("", ()), what="resnet18 weights")
     nnx.replace_by_pure_dict(state, jax.tree_util.tree_map(jax.numpy.asarray, pure))

@@ -32,7 +32,7 @@ def _saved_state(model):
     from flax import nnx
 
     # Parameters and BatchNorm statistics; dropout RNG state is not part of a model.
-    return nnx.state(model, (nnx.Param, nnx.BatchStat)).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
 
 
 def save_model_dir(
@@ -153,7 +153,7 @@ def load_model_dir(path: str | os.PathLike):
     model = AiLUT(config, rngs=nnx.Rngs(0))
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
     target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.to_pure_dict()
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state)
     )
     checkpointer = ocp.StandardCheckpointer()
     try:
