@@ -300,14 +300,17 @@ def _evaluate_command(args) -> int:
         from ailut_jax.enhance import Enhancer
 
         enhance = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
-    rows, summary = evaluate_pairs(
-        pairs,
-        enhance,
-        total=total,
-        identity=args.identity,
-        save_path=args.save_path,
-        progress=not args.no_progress,
-    )
+    try:
+        rows, summary = evaluate_pairs(
+            pairs,
+            enhance,
+            total=total,
+            identity=args.identity,
+            save_path=args.save_path,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:  # unreadable images, mismatched pairs
+        return _fail(str(exc))
     import jax
 
     summary.update(

@@ -358,22 +358,30 @@ def test_export_cube_random_model_matches_its_output(tmp_path, random_dir):
     assert 10 * np.log10(1 / np.mean(err**2)) > 45
 
 
-@needs_ffmpeg
-@pytest.mark.parametrize("n,min_psnr", [(33, 46.0), (65, 50.0)])
-def test_export_cube_ffmpeg_round_trip_official_model(tmp_path, official_dir, n, min_psnr):
-    """ffmpeg applying the exported .cube reproduces the authors' FiveK model's output."""
+@pytest.fixture(scope="module")
+def official_output(official_dir):
+    """The authors' model on a4739.jpg at 722x480: (uint8 input, float output clipped to [0, 1])."""
     from ailut_jax.enhance import Enhancer
-    from ailut_jax.metrics import psnr
 
     img = _models.photo(722, 480)
+    out = Enhancer.from_checkpoint(official_dir)(img / np.float32(255))
+    return img, np.clip(np.asarray(out, np.float64), 0, 1)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("n,min_psnr", [(33, 46.0), (65, 50.0)])
+def test_export_cube_ffmpeg_round_trip_official_model(
+    tmp_path, official_dir, official_output, n, min_psnr
+):
+    """ffmpeg applying the exported .cube reproduces the authors' FiveK model's output."""
+    from ailut_jax.metrics import psnr
+
+    img, model_out = official_output
     image_path = tmp_path / "a4739_480p.png"
     write_image(image_path, img)
     cube_path = tmp_path / f"a4739_{n}.cube"
     _export(official_dir, image_path, n, cube_path)
 
-    model_out = np.clip(
-        np.asarray(Enhancer.from_checkpoint(official_dir)(img / np.float32(255)), np.float64), 0, 1
-    )
     by_ffmpeg = cube.apply_cube_ffmpeg(cube_path, img) / 255.0
     ffmpeg_psnr = psnr(by_ffmpeg, model_out)
     # The float resampling alone, without ffmpeg's 8-bit truncation.

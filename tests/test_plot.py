@@ -1,0 +1,106 @@
+"""ailut plot: the figure's panels hold the model's actual predictions."""
+
+import _models
+import numpy as np
+import pytest
+from PIL import Image
+
+from ailut_jax import identity_lut
+from ailut_jax.cli import main
+from ailut_jax.imageio import write_image
+from ailut_jax.plot import grey_axis_response, make_figure
+
+
+@pytest.fixture(scope="session")
+def official_dir(tmp_path_factory):
+    return _models.official_srgb_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def random_dir(tmp_path_factory):
+    return _models.random_model_dir(tmp_path_factory)
+
+
+def _colour_preserving_ailut(d: int, seed: int):
+    """Non-uniform vertices and a LUT holding their coordinates: the identity transform."""
+    rng = np.random.default_rng(seed)
+    vertices = np.zeros((3, d))
+    vertices[:, 1:] = np.cumsum(rng.uniform(0.2, 1.0, (3, d - 1)), axis=1)
+    vertices /= vertices[:, -1:]
+    b, g, r = np.meshgrid(vertices[2], vertices[1], vertices[0], indexing="ij")
+    return np.stack([r, g, b]).astype(np.float32), vertices.astype(np.float32)
+
+
+def test_grey_axis_response_of_identity_is_the_diagonal():
+    lut, vertices = _colour_preserving_ailut(9, seed=1)
+    t, response = grey_axis_response(lut, vertices, n=101)
+    assert response.shape == (101, 3)
+    np.testing.assert_allclose(response, np.repeat(t[:, None], 3, axis=1), atol=2e-6)
+
+
+def test_grey_axis_response_of_a_gain():
+    lut = 0.5 * identity_lut(5)
+    vertices = np.broadcast_to(np.linspace(0, 1, 5, dtype=np.float32), (3, 5))
+    t, response = grey_axis_response(lut, vertices, n=11)
+    np.testing.assert_allclose(response, 0.5 * np.repeat(t[:, None], 3, axis=1), atol=1e-6)
+
+
+def test_figure_panels_show_the_predictions():
+    import matplotlib.pyplot as plt
+
+    lut, vertices = _colour_preserving_ailut(9, seed=2)
+    rng = np.random.default_rng(3)
+    img = rng.uniform(0, 1, (24, 36, 3)).astype(np.float32)
+    fig = make_figure(img, img * 1.2, lut, vertices, weights=[1.0, -0.5], title="t")
+    try:
+        axes = fig.get_axes()
+        assert [ax.get_title() for ax in axes] == [
+            "input",
+            "output",
+            "learned vertices (D = 9)",
+            "vertex positions",
+            "response along the grey axis",
+        ]
+        # The output panel is clipped for display; the input is shown as is.
+        np.testing.assert_allclose(axes[0].get_images()[0].get_array(), img)
+        np.testing.assert_allclose(axes[1].get_images()[0].get_array(), np.clip(img * 1.2, 0, 1))
+        lines = {line.get_label(): line for line in axes[2].get_lines()}
+        for c, name in enumerate("RGB"):
+            np.testing.assert_allclose(lines[name].get_ydata(), vertices[c])
+        curves = {line.get_label(): line for line in axes[4].get_lines()}
+        _, response = grey_axis_response(lut, vertices)
+        np.testing.assert_allclose(curves["out G"].get_ydata(), response[:, 1])
+        assert "rank weights [+1.000, -0.500]" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+
+
+def test_plot_command_random_model(tmp_path, random_dir):
+    image = tmp_path / "small.png"
+    write_image(image, _models.photo(96, 64))
+    out = tmp_path / "figs" / "random.png"
+    args = ["plot", "--checkpoint", str(random_dir), str(image), "--out", str(out), "--dpi", "50"]
+    assert main(args) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == (600, 410)
+
+
+def test_plot_command_official_model(tmp_path, official_dir):
+    image = tmp_path / "a4739.png"
+    write_image(image, _models.photo(722, 480))
+    out = tmp_path / "a4739-plot.png"
+    args = ["plot", "--checkpoint", str(official_dir), str(image), "--out", str(out)]
+    assert main([*args, "--dpi", "72", "--colors", "128"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "P" and im.size == (864, 590)
+        assert len(im.getcolors(256)) <= 128
+    # A palette PNG of this figure stays small enough for a README.
+    assert out.stat().st_size < 300_000
+
+
+def test_plot_command_reports_unreadable_image(tmp_path, random_dir, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    args = ["plot", "--checkpoint", str(random_dir), str(bad), "--out", str(tmp_path / "x.png")]
+    assert main(args) == 2
+    assert "cannot decode image" in capsys.readouterr().err
