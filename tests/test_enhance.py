@@ -1,0 +1,185 @@
+"""The Enhancer API and `ailut enhance` on files of every supported kind."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from ailut_jax import Enhancer, cli
+from ailut_jax.imageio import quantize, read_image, read_image_raw, write_image
+from ailut_jax.modeldir import ModelDirError, save_model_dir
+from ailut_jax.models import AiLUT, ModelConfig
+
+OFFICIAL = Path("/work/shared/official")
+
+
+def _trained_looking_model():
+    """A default-config model with non-trivial bases and non-uniform vertices."""
+    model = AiLUT(ModelConfig(), rngs=nnx.Rngs(0))
+    keys = jax.random.split(jax.random.key(42), 2)
+    basis = model.lut_generator.basis_luts
+    basis[...] = basis[...] + 0.05 * jax.random.normal(keys[0], basis.shape)
+    kernel = model.adaint.intervals_generator.kernel
+    kernel[...] = 0.05 * jax.random.normal(keys[1], kernel.shape)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_model_dir(tmp_path_factory.mktemp("model") / "m", _trained_looking_model())
+
+
+@pytest.fixture(scope="module")
+def enhancer(model_dir):
+    return Enhancer.from_checkpoint(model_dir)
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).random((h, w, 3), dtype=np.float32)
+
+
+def test_predict_shapes_and_call(enhancer):
+    img = _image(40, 56)
+    parts = enhancer.predict(img)
+    assert set(parts) == {"output", "lut", "vertices", "weights"}
+    assert parts["output"].shape == (40, 56, 3) and parts["output"].dtype == jnp.float32
+    assert parts["lut"].shape == (3, 33, 33, 33)
+    assert parts["vertices"].shape == (3, 33)
+    assert parts["weights"].shape == (3,)
+    v = np.asarray(parts["vertices"])
+    assert np.all(np.diff(v, axis=-1) > 0) and np.abs(v - np.arange(33) / 32).max() > 0.01
+    np.testing.assert_array_equal(enhancer(img), parts["output"])
+    assert enhancer.config == ModelConfig()
+    # Same numbers as the model called directly.
+    direct = enhancer.model(jnp.asarray(img)[None]).output[0]
+    np.testing.assert_allclose(parts["output"], direct, atol=1e-5)
+
+
+def test_integer_inputs_are_scaled(enhancer):
+    raw = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(enhancer(raw), enhancer(raw.astype(np.float32) / 255))
+    raw16 = raw.astype(np.uint16) * 257
+    np.testing.assert_allclose(enhancer(raw16), enhancer(raw), atol=1e-6)
+
+
+def test_any_size_and_batches_with_one_compile_per_shape(enhancer):
+    a, b = _image(17, 29, 2), _image(17, 29, 3)
+    before = enhancer._forward._cache_size()
+    out_a = enhancer(a)
+    enhancer(b)
+    assert enhancer._forward._cache_size() == before + 1  # second call reused the compile
+    batch = enhancer(np.stack([a, b]))
+    assert batch.shape == (2, 17, 29, 3)
+    np.testing.assert_allclose(batch[0], out_a, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((8, 8), np.float32), r"\(H, W, 3\).*shape \(8, 8\)"),
+        (np.zeros((8, 8, 4), np.float32), r"shape \(8, 8, 4\)"),
+        (np.zeros((8, 8, 3), np.int32), "dtype int32"),
+        (np.zeros((0, 8, 3), np.float32), "no pixels"),
+    ],
+)
+def test_bad_inputs(enhancer, bad, match):
+    with pytest.raises(ValueError, match=match):
+        enhancer(bad)
+
+
+def test_bad_checkpoint(tmp_path):
+    with pytest.raises(ModelDirError, match="no such model directory"):
+        Enhancer.from_checkpoint(tmp_path / "none")
+    with pytest.raises(ValueError, match="impl"):
+        Enhancer(_trained_looking_model(), impl="cuda-please")
+
+
+def _write_inputs(folder: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(5)
+    folder.mkdir()
+    files = {}
+    img8 = (rng.random((30, 44, 3)) * 255).astype(np.uint8)
+    files["jpeg"] = folder / "photo.jpg"
+    Image.fromarray(img8).save(files["jpeg"], quality=95)
+    img16 = (rng.random((26, 38, 3)) * 65535).astype(np.uint16)
+    files["png16"] = folder / "deep.png"
+    write_image(files["png16"], img16)
+    files["tiff16"] = folder / "scan.tif"
+    write_image(files["tiff16"], img16[:20, :31])
+    # A JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise).
+    files["exif"] = folder / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(img8[:24, :40]).save(files["exif"], exif=exif, quality=95)
+    files["broken"] = folder / "broken.png"
+    files["broken"].write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return files
+
+
+def test_cli_enhances_every_format_and_survives_bad_files(model_dir, enhancer, tmp_path, capsys):
+    files = _write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["enhance", "--checkpoint", str(model_dir), "--out", str(out), "-q"]
+    rc = cli.main(args + [str(p) for p in files.values()])
+    assert rc == 1  # one file failed, the others were written
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "enhanced 4 of 5 images" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "deep.png",
+        "photo.png",
+        "rotated.png",
+        "scan.png",
+    ]
+    for key in ("jpeg", "png16", "tiff16", "exif"):
+        src = files[key]
+        written = read_image_raw(out / f"{src.stem}.png")
+        assert written.dtype == np.uint8
+        expected = quantize(np.asarray(enhancer(read_image(src))))
+        np.testing.assert_array_equal(written, expected)
+    # EXIF orientation applied: the 24x40 stored image comes out 40x24.
+    assert read_image_raw(out / "rotated.png").shape == (40, 24, 3)
+    assert read_image_raw(files["png16"]).dtype == np.uint16  # 16 bits were read
+
+
+def test_cli_sixteen_bit_output_and_folders(model_dir, enhancer, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    img = (np.random.default_rng(6).random((22, 34, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(folder / "a.png")
+    (folder / "notes.txt").write_text("not an image, not picked up")
+    out = tmp_path / "out"
+    rc = cli.main(
+        ["enhance", "--checkpoint", str(model_dir), "--out", str(out), "--bit-depth", "16", "-q"]
+        + [str(folder)]
+    )
+    assert rc == 0
+    written = read_image_raw(out / "a.png")
+    assert written.dtype == np.uint16
+    expected = quantize(np.asarray(enhancer(img.astype(np.float32) / 255)), 16)
+    np.testing.assert_array_equal(written, expected)
+
+
+def test_cli_bad_checkpoint_exits_2(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(img)
+    rc = cli.main(
+        ["enhance", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path), str(img)]
+    )
+    assert rc == 2
+    assert "nope: no such model directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (OFFICIAL / "AiLUT-FiveK-sRGB.pth").is_file(), reason="no official files")
+def test_pth_checkpoint_loads_directly(model_dir):
+    pytest.importorskip("torch")
+    enhancer = Enhancer.from_checkpoint(OFFICIAL / "AiLUT-FiveK-sRGB.pth")
+    with Image.open(OFFICIAL / "a4739.jpg") as im:
+        img = np.asarray(im.convert("RGB").resize((300, 200), Image.BICUBIC))
+    parts = enhancer.predict(img)
+    v = np.asarray(parts["vertices"])
+    assert np.abs(v - np.arange(33) / 32).max() > 0.02
+    assert np.abs(np.asarray(parts["output"]) - img / 255).mean() > 0.01
