@@ -19,6 +19,7 @@ import concurrent.futures
 import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -150,7 +151,9 @@ def evaluate_pairs(
     rows: list[dict] = []
     model_seconds: list[float] = []
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    # numpy releases the GIL in its array loops, so scoring overlaps with the model.
+    workers = min(2, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         pending: list[concurrent.futures.Future] = []
         for name, img, target in tqdm(
             pairs, total=total, desc="evaluate", unit="img", disable=not progress
@@ -166,8 +169,8 @@ def evaluate_pairs(
                         f"{name}: output {output.shape} and target {target.shape} differ"
                     )
             pending.append(pool.submit(finish, name, output, img, target, model_ms))
-            # Keep at most a couple of images in flight.
-            while len(pending) > 2:
+            # Bound the images held in memory.
+            while len(pending) > workers + 1:
                 rows.append(pending.pop(0).result())
         rows.extend(f.result() for f in pending)
     wall = time.perf_counter() - start

@@ -219,11 +219,21 @@ def ssim_paper(a, b):
     return _scalar_or_array(smap.mean(axis=(-2, -1)))
 
 
+def _srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    return np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
 def srgb_to_lab(img) -> np.ndarray:
     """sRGB ``(..., 3)`` (uint8, uint16 or floats in [0, 1]) -> CIELAB, D65, float64."""
     img = np.asarray(img)
-    rgb = img.astype(np.float64) / _data_range(img.dtype)
-    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    top = _data_range(img.dtype)
+    if img.dtype in (np.uint8, np.uint16):
+        # Integer images take one of 256 (65536) values: linearise those once, then look
+        # up; the same arithmetic per value as the elementwise formula, several times faster.
+        levels = np.arange(int(top) + 1, dtype=np.float64) / top
+        linear = _srgb_to_linear(levels)[img]
+    else:
+        linear = _srgb_to_linear(img.astype(np.float64))
     xyz = (linear @ XYZ_FROM_LINEAR_RGB.T) / D65_WHITE
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
