@@ -240,6 +240,26 @@ def test_ffmpeg_path_with_special_characters(tmp_path):
     assert np.abs(out.astype(int) - img).max() <= 1  # identity, up to truncation
 
 
+@needs_ffmpeg
+def test_ffmpeg_command_line_on_png_files_matches_the_pipe(tmp_path):
+    """The documented command line (PNG in, rgb24 PNG out) filters exactly like the pipe."""
+    import subprocess
+
+    cube_path = tmp_path / "grade.cube"
+    cube.write_cube(cube_path, _random_table(17, seed=21))
+    img = _test_image(64, 48)
+    write_image(tmp_path / "in.png", img)
+    lut3d = f"lut3d=file={cube_path}:interp=trilinear"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "in.png"), "-vf", lut3d,
+         "-pix_fmt", "rgb24", str(tmp_path / "out.png")],
+        check=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        read_image_raw(tmp_path / "out.png"), cube.apply_cube_ffmpeg(cube_path, img)
+    )
+
+
 # --------------------------------------------------------------------------- CLI
 
 
