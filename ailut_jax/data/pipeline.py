@@ -1,0 +1,193 @@
+"""grain input pipelines: shuffled, augmented, batched training data and full-image eval.
+
+Training::
+
+    source = ailut_jax.data.open_source("ailut_demo", "train")
+    it = make_train_loader(source, batch_size=1, seed=0)
+    batch = next(it)            # {"input": (B, H, W, 3) f32, "target": ..., "id": (B,) str}
+    state = it.get_state()      # JSON-serialisable dict; store it with the checkpoint
+    it.set_state(state)         # a resumed run continues with the same batches
+
+The stream is infinite: each epoch is reshuffled and re-augmented with seeds derived
+from ``seed`` and the epoch number, so it is deterministic for a seed. Each process
+(``jax.process_index()`` of ``jax.process_count()``) reads a disjoint shard.
+With ``worker_count > 0`` decoding and augmentation run in that many worker processes
+(the caller's script needs an ``if __name__ == "__main__":`` guard).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import grain
+import numpy as np
+
+from ailut_jax.data import augment as aug
+
+
+def to_float_example(example: dict, input_scale: float, target_scale: float = 255.0) -> dict:
+    """uint8/uint16 example -> float32 ``[0, 1]`` (divided in float32, as the original)."""
+    return {
+        "input": np.clip(example["input"].astype(np.float32) / np.float32(input_scale), 0.0, 1.0),
+        "target": np.clip(
+            example["target"].astype(np.float32) / np.float32(target_scale), 0.0, 1.0
+        ),
+        "id": example["id"],
+    }
+
+
+def _train_transform(
+    example: dict,
+    rng: np.random.Generator,
+    *,
+    input_scale: float,
+    augment: bool,
+    crop_ratio,
+    crop_size,
+    resize_to,
+    flip_prob: float,
+    brightness: float,
+    saturation: float,
+) -> dict:
+    inp, target = example["input"], example["target"]
+    if crop_size is not None:
+        inp, target = aug.random_crop(inp, target, rng if augment else None, crop_size)
+    elif augment and crop_ratio is not None:
+        inp, target = aug.random_ratio_crop(inp, target, rng, crop_ratio)
+    ex = to_float_example({"input": inp, "target": target, "id": example["id"]}, input_scale)
+    inp, target = ex["input"], ex["target"]
+    if resize_to is not None:
+        inp, target = aug.resize(inp, resize_to), aug.resize(target, resize_to)
+    if augment:
+        inp, target = aug.random_hflip(inp, target, rng, flip_prob)
+        if brightness or saturation:
+            inp = aug.color_jitter(inp, rng, brightness, saturation)
+    return {
+        "input": np.ascontiguousarray(np.clip(inp, 0.0, 1.0), dtype=np.float32),
+        "target": np.ascontiguousarray(target, dtype=np.float32),
+        "id": example["id"],
+    }
+
+
+def _process_shard(shard_index, shard_count) -> tuple[int, int]:
+    if shard_index is None or shard_count is None:
+        import jax
+
+        shard_index = jax.process_index() if shard_index is None else shard_index
+        shard_count = jax.process_count() if shard_count is None else shard_count
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} not in [0, {shard_count})")
+    return int(shard_index), int(shard_count)
+
+
+def make_train_dataset(
+    source,
+    *,
+    batch_size: int,
+    seed: int,
+    crop_size=None,
+    resize_to=None,
+    augment: bool = True,
+    crop_ratio=(0.6, 1.0),
+    flip_prob: float = 0.5,
+    brightness: float = 0.2,
+    saturation: float = 0.2,
+    worker_count: int = 0,
+    worker_buffer_size: int = 2,
+    read_threads: int = 2,
+    prefetch_batches: int = 4,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.IterDataset:
+    """The infinite training stream as a ``grain.IterDataset`` (see :func:`make_train_loader`)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size > 1 and crop_size is None and resize_to is None:
+        raise ValueError(
+            "batch_size > 1 needs equal image sizes: pass crop_size (FiveK style) or "
+            "resize_to (PPR10K style)"
+        )
+    shard_index, shard_count = _process_shard(shard_index, shard_count)
+    ds = grain.MapDataset.source(source)
+    ds = ds[shard_index::shard_count]
+    if len(ds) == 0:
+        raise ValueError(f"shard {shard_index}/{shard_count} of {source!r} is empty")
+    transform = functools.partial(
+        _train_transform,
+        input_scale=float(getattr(source, "input_scale", 255.0)),
+        augment=augment,
+        crop_ratio=crop_ratio,
+        crop_size=crop_size,
+        resize_to=resize_to,
+        flip_prob=flip_prob,
+        brightness=brightness,
+        saturation=saturation,
+    )
+    ds = (
+        ds.shuffle(seed=seed % 2**32)
+        .random_map(transform, seed=(seed + 1) % 2**32)
+        .repeat(None)
+        .batch(batch_size, drop_remainder=True)
+    )
+    # grain's default read-ahead (16 threads, 500 elements) would decode hundreds of
+    # batches ahead, per worker, and again after every set_state: keep it small.
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches)
+    )
+    if worker_count > 0:
+        _mark_absl_flags_parsed()
+        it_ds = it_ds.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=worker_count, per_worker_buffer_size=worker_buffer_size
+            )
+        )
+    return it_ds
+
+
+def make_train_loader(source, **kwargs) -> grain.DatasetIterator:
+    """Infinite iterator of training batches from a random-access ``source``.
+
+    ``source[i]`` must give ``{"input": uint8|uint16, "target": uint8, "id": str}`` (a
+    :class:`ailut_jax.data.PairSource`; its ``input_scale`` says 255 or 65535).
+
+    Keyword arguments: ``batch_size``, ``seed`` (required); ``crop_size`` (int or
+    (h, w): a random crop of that size instead of the ratio crop) or ``resize_to``
+    (int or (h, w): bilinear resize after the ratio crop, as PPR10K does), one of which
+    is required when ``batch_size > 1``; ``augment`` (False: no crop ratio, flip or
+    jitter; a ``crop_size`` crop is then centred); ``crop_ratio`` (0.6, 1.0),
+    ``flip_prob`` 0.5, ``brightness`` 0.2, ``saturation`` 0.2 (set both to 0 for the
+    XYZ and PPR10K recipes); ``worker_count`` (0 = decode in this process, with
+    ``read_threads`` threads), ``worker_buffer_size`` (batches queued per worker),
+    ``prefetch_batches`` (batches decoded ahead by each reader); ``shard_index`` /
+    ``shard_count`` (default ``jax.process_index()`` / ``jax.process_count()``).
+
+    Yields ``{"input": (B, H, W, 3) float32 in [0, 1], "target": same, "id": (B,) str}``.
+    The iterator's ``get_state()`` / ``set_state(state)`` save and restore the position.
+    """
+    return iter(make_train_dataset(source, **kwargs))
+
+
+def make_eval_loader(source, *, shard_index: int = 0, shard_count: int = 1) -> grain.MapDataset:
+    """Full images in order, one at a time, no augmentation.
+
+    Iterating yields ``{"input": (1, H, W, 3) float32, "target": (1, H, W, 3) float32,
+    "id": str}``; ``len()`` is the number of images (of this shard).
+    """
+    ds = grain.MapDataset.source(source)[shard_index::shard_count]
+    return ds.map(
+        functools.partial(_eval_transform, input_scale=float(getattr(source, "input_scale", 255.0)))
+    )
+
+
+def _eval_transform(example: dict, *, input_scale: float) -> dict:
+    ex = to_float_example(example, input_scale)
+    return {"input": ex["input"][None], "target": ex["target"][None], "id": ex["id"]}
+
+
+def _mark_absl_flags_parsed() -> None:
+    # grain's worker processes read absl flags; a script not run via absl.app has not
+    # parsed them, which grain reports as an error.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
