@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
+import os
+from pathlib import Path
 
 import jax
 
@@ -21,9 +24,26 @@ _MODULES = {"cpu": "ailut_jax._ailut_cpu", "CUDA": "ailut_jax._ailut_cuda"}
 
 @functools.cache
 def load_module(platform: str):
-    """The compiled module for ``platform`` ("cpu" or "CUDA"), or None if not built."""
+    """The compiled module for ``platform`` ("cpu" or "CUDA"), or None if not built.
+
+    ``AILUT_NATIVE_DIR`` names a folder holding the compiled modules to use instead of
+    the installed ones (the sanitizer build in CI, a CUDA build made elsewhere).
+    """
+    name = _MODULES[platform]
+    override = os.environ.get("AILUT_NATIVE_DIR")
+    if override:
+        short = name.rsplit(".", 1)[1]
+        found = sorted(Path(override).glob(f"{short}.*.so")) + sorted(
+            Path(override).glob(f"{short}.so")
+        )
+        if not found:
+            return None
+        spec = importlib.util.spec_from_file_location(name, found[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     try:
-        return importlib.import_module(_MODULES[platform])
+        return importlib.import_module(name)
     except ImportError:
         return None
 
