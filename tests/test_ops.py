@@ -408,6 +408,7 @@ def test_batch_sharded_call_has_no_all_gather():
 
 
 @requires_native
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CUDA kernels sum with atomics")
 def test_native_backward_is_bit_identical_across_runs():
     # Large enough that the CPU kernel splits the pixels across threads.
     img, lut, verts = make_case(9, (1,), 320, 320, 33, np.float32, 0.0, 1.0)
