@@ -243,10 +243,10 @@ def model_from_state_dict(state_dict: Mapping[str, np.ndarray], *, what: str = "
     import jax
     from flax import nnx
 
-    from ailut_jax.models import AiLUT
+    from ailut_jax.models import empty_model
 
     config = infer_config(state_dict)
-    model = AiLUT(config, rngs=nnx.Rngs(0))
+    model = empty_model(config)
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
     pure = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(state))
     _fill(pure, state_dict, key_mapping(config), what=what)

@@ -15,6 +15,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,21 @@ from pathlib import Path
 import numpy as np
 
 from ailut_jax.imageio import IMAGE_SUFFIXES
+
+
+def _forward(graphdef, state, img, impl):
+    from flax import nnx
+
+    return nnx.merge(graphdef, state)(img, deterministic=True, impl=impl)
+
+
+@functools.cache
+def _jitted_forward():
+    import jax
+
+    # One cache for every Enhancer: models with the same structure (graphdef) share
+    # their compiled executables, one per input shape and dtype.
+    return jax.jit(_forward, static_argnames=("graphdef", "impl"))
 
 
 class Enhancer:
@@ -33,7 +49,6 @@ class Enhancer:
     """
 
     def __init__(self, model, impl: str = "auto"):
-        import jax
         from flax import nnx
 
         from ailut_jax.ops.transform import IMPLS
@@ -43,15 +58,10 @@ class Enhancer:
         self.model = model
         self.config = model.config
         self.impl = impl
-        graphdef, state = nnx.split(model)
-        self._state = state
+        self._graphdef, self._state = nnx.split(model)
 
-        def forward(state, img):
-            module = nnx.merge(graphdef, state)
-            return module(img, deterministic=True, impl=impl)
-
-        # jax.jit keeps one compiled executable per input shape and dtype.
-        self._forward = jax.jit(forward)
+    def _forward(self, img):
+        return _jitted_forward()(self._graphdef, self._state, img, self.impl)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, impl: str = "auto") -> Enhancer:
@@ -105,7 +115,7 @@ class Enhancer:
           "vertices": (3, D), "weights": (M,)}`` as JAX arrays.
         """
         batch, single = self._as_batch(img)
-        out = self._forward(self._state, batch)
+        out = self._forward(batch)
         result = out._asdict()
         return {k: v[0] for k, v in result.items()} if single else result
 

@@ -140,17 +140,18 @@ def load_model_dir(path: str | os.PathLike):
         or the parameters do not fit the config; the message names the path.
     """
     import jax
+    import numpy as np
     import orbax.checkpoint as ocp
     from flax import nnx
 
-    from ailut_jax.models import AiLUT
+    from ailut_jax.models import empty_model
 
     path = Path(path).absolute()
     config, _ = read_model_dir_config(path)
     params_path = path / PARAMS_DIR
     if not params_path.is_dir():
         raise ModelDirError(f"{path}: incomplete model directory (no {PARAMS_DIR}/)")
-    model = AiLUT(config, rngs=nnx.Rngs(0))
+    model = empty_model(config)
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state)
@@ -168,6 +169,9 @@ def load_model_dir(path: str | os.PathLike):
     got = jax.tree_util.tree_map(lambda x: (tuple(x.shape), x.dtype), restored)
     if expected != got:
         raise ModelDirError(f"{params_path}: parameter shapes do not match {config}")
+    # orbax hands back arrays committed to one device; plain uncommitted arrays let jit
+    # reuse executables compiled for models built in memory (and place them freely).
+    restored = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(np.asarray(x)), restored)
     nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
     return model

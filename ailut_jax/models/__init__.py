@@ -7,6 +7,7 @@ from ailut_jax.models.ailut import (
     LUTGenerator,
     ModelOutput,
     count_params,
+    empty_model,
 )
 from ailut_jax.models.backbones import CNNBackbone, ResNet18Backbone
 from ailut_jax.models.config import ModelConfig
@@ -22,5 +23,6 @@ __all__ = [
     "ModelOutput",
     "ResNet18Backbone",
     "count_params",
+    "empty_model",
     "resize_bilinear",
 ]

@@ -149,6 +149,25 @@ class AiLUT(nnx.Module):
         return ModelOutput(output=output, lut=lut, vertices=vertices, weights=weights)
 
 
+def empty_model(config: ModelConfig, *, seed: int = 0) -> AiLUT:
+    """An :class:`AiLUT` with the right structure and all parameters zero.
+
+    For filling from a checkpoint: no random initialiser runs (on CPU, compiling those
+    takes seconds), only an abstract trace of the constructor. The dropout RNG streams
+    start from ``seed``.
+    """
+    abstract = nnx.eval_shape(lambda: AiLUT(config, rngs=nnx.Rngs(seed)))
+    graphdef, state = nnx.split(abstract)
+
+    def concrete(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            key = jax.random.key(seed)
+            return jax.random.split(key, x.shape) if x.shape else key
+        return jax.device_put(np.zeros(x.shape, x.dtype))
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map(concrete, state))
+
+
 def count_params(model: nnx.Module) -> int:
     """Number of trainable parameters (``nnx.Param``; BatchNorm statistics excluded)."""
     leaves = jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
