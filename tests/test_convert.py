@@ -16,7 +16,12 @@ import pytest
 from flax import nnx
 
 from ailut_jax import cli
-from ailut_jax.convert import ConversionError, infer_config, model_from_state_dict
+from ailut_jax.convert import (
+    ConversionError,
+    infer_config,
+    load_resnet18_weights,
+    model_from_state_dict,
+)
 from ailut_jax.modeldir import ModelDirError, load_model_dir, save_model_dir
 from ailut_jax.models import ModelConfig, count_params, empty_model
 
@@ -251,6 +256,64 @@ def test_resnet18_round_trip_through_torch_keys(tmp_path):
     assert len(a) == len(b) == len(sd) - 1 == 105  # 20 convs, 20 x 4 BN, 5 generator
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+    # The backbone computes what torchvision's resnet18 (eval mode, no fc) computes.
+    img = np.random.default_rng(2).random((1, 70, 90, 3), dtype=np.float32)
+    ours = np.asarray(nnx.jit(lambda m, x: m.backbone(x))(back, jnp.asarray(img)))
+    ref = _torch_resnet18_features({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, img)
+    assert ours.shape == ref.shape == (1, 512)
+    assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
+
+    # User-supplied torchvision weights (with its classifier) load into a fresh model.
+    tv = {k.removeprefix("backbone.net."): v for k, v in sd.items() if k.startswith("backbone.")}
+    tv["fc.weight"], tv["fc.bias"] = np.zeros((1000, 512), np.float32), np.zeros(1000, np.float32)
+    fresh = load_resnet18_weights(empty_model(config), tv)
+    for x, y in zip(
+        jax.tree_util.tree_leaves(nnx.state(fresh.backbone, (nnx.Param, nnx.BatchStat))),
+        jax.tree_util.tree_leaves(nnx.state(back.backbone, (nnx.Param, nnx.BatchStat))),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(x, y)
+    del tv["layer3.1.bn2.running_var"]
+    with pytest.raises(ConversionError, match=r"missing keys \['layer3.1.bn2.running_var'\]"):
+        load_resnet18_weights(empty_model(config), tv)
+
+
+@torch.no_grad()
+def _torch_resnet18_features(sd, img_hwc):
+    """torchvision resnet18.eval() without fc, written with torch.nn.functional."""
+    p = "backbone.net."
+
+    def bn(x, name):
+        return F.batch_norm(
+            x,
+            sd[f"{p}{name}.running_mean"],
+            sd[f"{p}{name}.running_var"],
+            sd[f"{p}{name}.weight"],
+            sd[f"{p}{name}.bias"],
+            training=False,
+            eps=1e-5,
+        )
+
+    x = torch.from_numpy(img_hwc).permute(0, 3, 1, 2)
+    x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+    x = F.relu(bn(F.conv2d(x, sd[f"{p}conv1.weight"], stride=2, padding=3), "bn1"))
+    x = F.max_pool2d(x, 3, 2, 1)
+    for layer in range(1, 5):
+        for block in range(2):
+            t = f"layer{layer}.{block}"
+            stride = 2 if layer > 1 and block == 0 else 1
+            y = F.relu(
+                bn(F.conv2d(x, sd[f"{p}{t}.conv1.weight"], stride=stride, padding=1), f"{t}.bn1")
+            )
+            y = bn(F.conv2d(y, sd[f"{p}{t}.conv2.weight"], padding=1), f"{t}.bn2")
+            if f"{p}{t}.downsample.0.weight" in sd:
+                x = bn(
+                    F.conv2d(x, sd[f"{p}{t}.downsample.0.weight"], stride=stride),
+                    f"{t}.downsample.1",
+                )
+            x = F.relu(y + x)
+    return F.adaptive_avg_pool2d(x, 1).flatten(1).numpy()
 
 
 # ------------------------------------------------------------ model directories
