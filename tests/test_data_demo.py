@@ -50,6 +50,30 @@ def _oracle_lut_psnr(x: np.ndarray, y: np.ndarray, bins: int = 64) -> float:
     return 10 * np.log10(255.0**2 / mse)
 
 
+def _fixed_lut_psnrs(train, test, bins: int = 32) -> list[float]:
+    """Fit one colour mapping (mean target per input-colour bin) on train; score test."""
+
+    def key(x):
+        q = (x.astype(np.int64) * bins) // 256
+        return ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).ravel()
+
+    sums, count = np.zeros((bins**3, 3)), np.zeros(bins**3)
+    for i in range(len(train)):
+        ex = train[i]
+        k = key(ex["input"])
+        count += np.bincount(k, minlength=bins**3)
+        for c in range(3):
+            sums[:, c] += np.bincount(k, ex["target"][..., c].ravel().astype(float), bins**3)
+    centres = (np.indices((bins,) * 3).reshape(3, -1).T + 0.5) * (256 / bins)
+    lut = np.where(count[:, None] > 0, sums / np.maximum(count, 1)[:, None], centres)
+    out = []
+    for i in range(len(test)):
+        ex = test[i]
+        fit = np.rint(lut[key(ex["input"])]).reshape(ex["target"].shape)
+        out.append(_psnr(fit, ex["target"]))
+    return out
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
 
@@ -101,15 +125,15 @@ def test_retouch_is_a_global_invertible_colour_map():
         assert _psnr(degraded, img) < 30.0  # and it is a real degradation
 
 
-def test_retouch_exposure_depends_on_the_photo():
-    """One parameter draw brightens a dark photo and darkens a bright one."""
-    params = draw_retouch(np.random.default_rng(11))
-    medians = []
-    for name in ("astronaut", "coffee", "rocket"):
-        img = load_photo(_photo(name))
-        out = apply_retouch(img, params)
-        medians.append(np.median(out.mean(axis=-1)))
-    assert max(medians) - min(medians) < 0.12  # all pulled to about the same level
+def test_retouch_darkens_flattens_and_desaturates_like_fivek_inputs():
+    img = load_photo(_photo("astronaut"))
+    f = to_float(img)
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        out = apply_retouch(img, draw_retouch(rng))
+        assert out.mean() < f.mean()
+        chroma = np.ptp(out, axis=-1).mean() / np.ptp(f, axis=-1).mean()
+        assert chroma < 1.0
 
 
 @pytest.fixture(scope="module")
@@ -226,5 +250,9 @@ def test_full_demo_build_is_fast_and_large_enough(tmp_path):
     assert 200 <= np.median(sizes) <= 480
     identity = np.mean([_psnr(test[i]["input"], test[i]["target"]) for i in range(len(test))])
     assert 12.0 < identity < 24.0  # degraded enough to need a correction, not destroyed
+    # Learnable: even one fixed LUT fitted on train (no adaptivity) gains > 3 dB on the
+    # held-out photos, so a model starts beating the identity early in training.
+    fixed = _fixed_lut_psnrs(train, test)
+    assert np.mean(fixed) > identity + 3.0, (np.mean(fixed), identity)
     # Under a minute on an idle 2-core machine; the margin absorbs a loaded CI runner.
     assert elapsed < 90.0, f"ailut_demo build took {elapsed:.1f} s"

@@ -4,10 +4,11 @@ Sources are the colour photographs bundled with installed packages (scikit-image
 astronaut, chelsea, coffee, rocket and the motorcycle stereo pair; matplotlib's
 grace_hopper) plus, optionally, a folder of the user's own photos. Each photo is shrunk
 to a short edge of at most 480 pixels and then, many times over, cropped and degraded by
-a random retouch drawn from a fixed seed: white balance, exposure, contrast, gamma and
-saturation. The exposure error is photo-dependent: it moves the photo's median
-luminance to a random level, as a wrong auto-exposure would. Input = degraded,
-target = original, so a model must learn an image-adaptive correction, as on FiveK.
+a random retouch drawn from a fixed seed per photo and variant: white balance,
+exposure, contrast, gamma and saturation. Like FiveK's flat camera-raw renderings, the
+degraded photos are under-exposed, flat, desaturated and colour-cast by varying
+amounts. Input = degraded, target = original, so a model must learn an image-adaptive
+correction, as on FiveK.
 
 Every step of the retouch is a smooth, monotonic map of the pixel's colour that keeps
 [0, 1] inside [0, 1] (no clipping; saturation boosts stop at the gamut edge), so a global
@@ -143,41 +144,48 @@ class Retouch:
     """Parameters of one degradation; see :func:`apply_retouch`."""
 
     wb_gains: tuple[float, float, float]  # linear-light channel gains, max 1
-    target_median: float  # linear median luminance after the exposure curve
-    contrast: float
+    exposure: float  # stops; the exposure curve's slope at black is 2**exposure
+    contrast: float  # contrast_curve amount, <= 0 flattens
     gamma: float
     saturation: float
 
 
+# The distribution is part of the dataset's definition (bump AilutDemo.VERSION on change).
+# Like FiveK's camera-raw inputs, degraded photos are under-exposed, flat, desaturated
+# and carry a random colour cast; the amounts vary per pair, so the correction is
+# image-adaptive, while the common direction lets a model improve on the identity early.
+WARM_RANGE = 0.3  # colour temperature: red up and blue down, or the reverse
+TINT_RANGE = 0.1  # green-magenta
+EXPOSURE_RANGE = (-2.5, -0.3)
+CONTRAST_RANGE = (-0.6, 0.0)
+GAMMA_RANGE = (0.9, 1.2)
+SATURATION_RANGE = (0.4, 0.9)
+
+
 def draw_retouch(rng: np.random.Generator) -> Retouch:
-    """Draw retouch parameters (the distribution is part of the dataset's definition)."""
-    warm = rng.uniform(-0.35, 0.35)  # colour temperature: red up, blue down
-    tint = rng.uniform(-0.15, 0.15)  # green-magenta
+    """Draw the parameters of one degradation."""
+    warm = rng.uniform(-WARM_RANGE, WARM_RANGE)
+    tint = rng.uniform(-TINT_RANGE, TINT_RANGE)
     gains = np.exp([warm - tint / 2, tint, -warm - tint / 2])
     gains = gains / gains.max()
     return Retouch(
         wb_gains=tuple(float(g) for g in gains),
-        target_median=float(np.exp(rng.uniform(np.log(0.035), np.log(0.4)))),
-        contrast=float(rng.uniform(-0.6, 0.6)),
-        gamma=float(np.exp(rng.uniform(np.log(0.75), np.log(1.35)))),
-        saturation=float(rng.uniform(0.45, 1.3)),
+        exposure=float(rng.uniform(*EXPOSURE_RANGE)),
+        contrast=float(rng.uniform(*CONTRAST_RANGE)),
+        gamma=float(np.exp(rng.uniform(*np.log(GAMMA_RANGE)))),
+        saturation=float(rng.uniform(*SATURATION_RANGE)),
     )
 
 
-def tone_curves(p: Retouch, median: float) -> np.ndarray:
+def tone_curves(p: Retouch) -> np.ndarray:
     """The per-channel part of the retouch as a ``(256, 3)`` table over 8-bit codes.
 
     White balance, exposure, contrast and gamma act on each channel separately, so for
-    8-bit inputs they are exactly a lookup table; ``median`` is the photo's linear median
-    luminance after white balance, which sets the exposure curve.
+    8-bit inputs they are exactly a lookup table.
     """
     lin = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)[:, None]
-    lin = lin * np.asarray(p.wb_gains)[None, :]
-    median = min(max(median, 1e-3), 0.999)
-    t = p.target_median
-    k = float(np.clip(t * (1 - median) / (median * (1 - t)), 1 / 8, 8))
-    out = linear_to_srgb(np.clip(exposure_curve(lin, k), 0.0, 1.0))
-    out = contrast_curve(out, p.contrast)
+    lin = exposure_curve(lin * np.asarray(p.wb_gains)[None, :], 2.0**p.exposure)
+    out = contrast_curve(linear_to_srgb(np.clip(lin, 0.0, 1.0)), p.contrast)
     return np.power(np.clip(out, 0.0, 1.0), p.gamma)
 
 
@@ -185,12 +193,7 @@ def apply_retouch(img: np.ndarray, p: Retouch) -> np.ndarray:
     """Degrade an 8-bit sRGB photo ``(H, W, 3)``; returns float32 in [0, 1]."""
     if img.dtype != np.uint8:
         raise TypeError(f"apply_retouch takes uint8 images, got {img.dtype}")
-    lin = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)[:, None]
-    lin = lin * np.asarray(p.wb_gains)[None, :]
-    # Photo-dependent exposure: the curve moves the median luminance to the drawn level.
-    sub = img[::4, ::4].reshape(-1, 3)
-    lum = lin[sub[:, 0], 0] * 0.2126 + lin[sub[:, 1], 1] * 0.7152 + lin[sub[:, 2], 2] * 0.0722
-    table = tone_curves(p, float(np.median(lum))).astype(np.float32)
+    table = tone_curves(p).astype(np.float32)
     out = np.stack([table[img[..., c], c] for c in range(3)], axis=-1)
     return np.clip(saturate(out, np.float32(p.saturation)), 0.0, 1.0)
 
