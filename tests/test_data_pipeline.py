@@ -125,7 +125,8 @@ def _same(a, b):
 
 
 def _loader(src, **kw):
-    kw = {"batch_size": 3, "crop_size": 32, "seed": 7, "shard_index": 0, "shard_count": 1} | kw
+    kw = {"batch_size": 3, "crop_size": 32, "seed": 7, "shard_index": 0, "shard_count": 1,
+          "with_ids": True} | kw  # fmt: skip
     return make_train_loader(src, **kw)
 
 
@@ -182,9 +183,14 @@ def test_resize_batches_and_size_errors():
         next(_loader(src, crop_size=(H + 1, 16)))
 
 
-def test_default_shard_is_this_jax_process():
+def test_default_batches_are_pure_float_arrays_of_this_jax_process():
+    import jax
+
     it = make_train_loader(ListSource(n=4), batch_size=1, seed=0)
-    assert next(it)["input"].shape[0] == 1
+    batch = next(it)
+    assert set(batch) == {"input", "target"} and batch["input"].shape[0] == 1
+    on_device = jax.device_put(batch)
+    assert on_device["input"].dtype == np.float32
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ Datasets live under :func:`default_data_dir`: ``$AILUT_DATA_DIR`` if set, else
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import shutil
 import tempfile
@@ -85,7 +87,9 @@ def build_dataset(
         builder = cls(
             data_dir=tmp_root, config=config, file_format="array_record", **builder_kwargs
         )
-        builder.download_and_prepare(download_dir=tmp_root / "downloads")
+        # TFDS prints where it prepared the data, i.e. the temporary folder: keep quiet.
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(download_dir=tmp_root / "downloads")
         built = tmp_root / name / config / str(cls.VERSION)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():

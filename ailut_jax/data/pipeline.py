@@ -4,7 +4,7 @@ Training::
 
     source = ailut_jax.data.open_source("ailut_demo", "train")
     it = make_train_loader(source, batch_size=1, seed=0)
-    batch = next(it)            # {"input": (B, H, W, 3) f32, "target": ..., "id": (B,) str}
+    batch = next(it)            # {"input": (B, H, W, 3) float32, "target": same}
     state = it.get_state()      # JSON-serialisable dict; store it with the checkpoint
     it.set_state(state)         # a resumed run continues with the same batches
 
@@ -48,6 +48,7 @@ def _train_transform(
     flip_prob: float,
     brightness: float,
     saturation: float,
+    with_ids: bool = False,
 ) -> dict:
     inp, target = example["input"], example["target"]
     if crop_size is not None:
@@ -62,11 +63,13 @@ def _train_transform(
         inp, target = aug.random_hflip(inp, target, rng, flip_prob)
         if brightness or saturation:
             inp = aug.color_jitter(inp, rng, brightness, saturation)
-    return {
+    out = {
         "input": np.ascontiguousarray(np.clip(inp, 0.0, 1.0), dtype=np.float32),
         "target": np.ascontiguousarray(target, dtype=np.float32),
-        "id": example["id"],
     }
+    if with_ids:
+        out["id"] = example["id"]
+    return out
 
 
 def _process_shard(shard_index, shard_count) -> tuple[int, int]:
@@ -98,6 +101,7 @@ def make_train_dataset(
     prefetch_batches: int = 4,
     shard_index: int | None = None,
     shard_count: int | None = None,
+    with_ids: bool = False,
 ) -> grain.IterDataset:
     """The infinite training stream as a ``grain.IterDataset`` (see :func:`make_train_loader`)."""
     if batch_size < 1:
@@ -122,6 +126,7 @@ def make_train_dataset(
         flip_prob=flip_prob,
         brightness=brightness,
         saturation=saturation,
+        with_ids=with_ids,
     )
     ds = (
         ds.shuffle(seed=seed % 2**32)
@@ -159,9 +164,11 @@ def make_train_loader(source, **kwargs) -> grain.DatasetIterator:
     XYZ and PPR10K recipes); ``worker_count`` (0 = decode in this process, with
     ``read_threads`` threads), ``worker_buffer_size`` (batches queued per worker),
     ``prefetch_batches`` (batches decoded ahead by each reader); ``shard_index`` /
-    ``shard_count`` (default ``jax.process_index()`` / ``jax.process_count()``).
+    ``shard_count`` (default ``jax.process_index()`` / ``jax.process_count()``);
+    ``with_ids`` adds the examples' ids to each batch (a ``(B,)`` str array, which is
+    not a JAX type: leave it off for batches passed whole to ``jax.device_put``).
 
-    Yields ``{"input": (B, H, W, 3) float32 in [0, 1], "target": same, "id": (B,) str}``.
+    Yields ``{"input": (B, H, W, 3) float32 in [0, 1], "target": same}``.
     The iterator's ``get_state()`` / ``set_state(state)`` save and restore the position.
     """
     return iter(make_train_dataset(source, **kwargs))
