@@ -25,23 +25,34 @@ import numpy as np
 from ailut_jax.imageio import IMAGE_SUFFIXES
 
 
-def _forward(graphdef, state, img, impl):
+def _predict_lut(graphdef, state, thumbnail):
     from flax import nnx
 
-    return nnx.merge(graphdef, state)(img, deterministic=True, impl=impl)
+    return nnx.merge(graphdef, state).predict_lut(thumbnail, deterministic=True)
 
 
 @functools.cache
-def _jitted_forward():
+def _stages():
+    """The three jitted stages shared by every Enhancer.
+
+    Only the first and last see the full-resolution image, and both are cheap to
+    compile; the backbone and generators run on the fixed-size thumbnail and are
+    compiled once per model structure, so a new photo size costs a fraction of a
+    second instead of a full recompile.
+    """
     import jax
 
-    # One cache for every Enhancer: models with the same structure (graphdef) share
-    # their compiled executables, one per input shape and dtype.
-    return jax.jit(_forward, static_argnames=("graphdef", "impl"))
+    from ailut_jax.models import apply_lut, resize_bilinear
+
+    return (
+        jax.jit(resize_bilinear, static_argnames="size"),
+        jax.jit(_predict_lut, static_argnames="graphdef"),
+        jax.jit(apply_lut, static_argnames=("adaptive", "impl")),
+    )
 
 
 class Enhancer:
-    """A model ready for inference: jitted once per image shape, parameters held on device.
+    """A model ready for inference: jitted stages, parameters held on device.
 
     Args:
       model: an :class:`~ailut_jax.models.AiLUT`.
@@ -60,8 +71,13 @@ class Enhancer:
         self.impl = impl
         self._graphdef, self._state = nnx.split(model)
 
-    def _forward(self, img):
-        return _jitted_forward()(self._graphdef, self._state, img, self.impl)
+    def _forward(self, batch):
+        resize, predict, apply = _stages()
+        size = self.config.input_size
+        thumbnail = resize(batch, size=(size, size))
+        lut, vertices, weights = predict(self._graphdef, self._state, thumbnail)
+        output = apply(batch, lut, vertices, adaptive=self.config.en_adaint, impl=self.impl)
+        return {"output": output, "lut": lut, "vertices": vertices, "weights": weights}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, impl: str = "auto") -> Enhancer:
@@ -115,8 +131,7 @@ class Enhancer:
           "vertices": (3, D), "weights": (M,)}`` as JAX arrays.
         """
         batch, single = self._as_batch(img)
-        out = self._forward(batch)
-        result = out._asdict()
+        result = self._forward(batch)
         return {k: v[0] for k, v in result.items()} if single else result
 
     def __call__(self, img):

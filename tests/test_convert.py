@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ailut_jax import cli
+from ailut_jax import Enhancer, cli
 from ailut_jax.convert import (
     ConversionError,
     infer_config,
@@ -402,13 +402,13 @@ def _compare_with_torch(model, forward, img):
     diff = np.abs(a - b)
     assert (diff == 0).mean() >= 0.999, f"only {(diff == 0).mean():.5f} of values identical"
     assert diff.max() <= 1
-    return ours, diff
+    return ours, diff, b
 
 
 @needs_official
 def test_matches_independent_torch_forward_at_480p(srgb_model, forward):
     img = _photo((722, 480))
-    ours, diff = _compare_with_torch(srgb_model, forward, img)
+    ours, diff, ref = _compare_with_torch(srgb_model, forward, img)
     v = np.asarray(ours.vertices[0])
     # Monotone from 0 to ~1 per channel, and truly adaptive (not the uniform grid).
     assert v.shape == (3, 33)
@@ -419,6 +419,9 @@ def test_matches_independent_torch_forward_at_480p(srgb_model, forward):
     # The enhancement is a real change of the photo, not the identity.
     assert np.abs(np.asarray(ours.output[0]) - img).mean() > 0.01
     assert (diff == 0).mean() >= 0.9999
+    # The Enhancer (what `ailut enhance` runs: staged jits) gives the same 8-bit image.
+    via_enhancer = np.abs(_quantize(np.asarray(Enhancer(srgb_model)(img))) - ref)
+    assert (via_enhancer == 0).mean() >= 0.9999 and via_enhancer.max() <= 1
 
 
 @needs_official

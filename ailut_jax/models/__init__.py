@@ -6,6 +6,7 @@ from ailut_jax.models.ailut import (
     AiLUT,
     LUTGenerator,
     ModelOutput,
+    apply_lut,
     count_params,
     empty_model,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ModelConfig",
     "ModelOutput",
     "ResNet18Backbone",
+    "apply_lut",
     "count_params",
     "empty_model",
     "resize_bilinear",

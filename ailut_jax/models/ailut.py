@@ -118,6 +118,25 @@ class AiLUT(nnx.Module):
         """The ``(M, 3, D, D, D)`` basis LUTs (the regularisers act on these)."""
         return self.lut_generator.basis_luts[...]
 
+    def predict_lut(
+        self, img: jax.Array, *, deterministic: bool = True
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The per-image ``(lut, vertices, weights)`` for a batch ``(B, H, W, 3)``.
+
+        Only the thumbnail (``config.input_size`` squared) is seen here, so passing the
+        already-resized thumbnail gives the same result as the full image.
+        """
+        _check_images(img)
+        features = self.backbone(img, deterministic=deterministic)
+        weights, lut = self.lut_generator(features)
+        lut = lut.astype(img.dtype)
+        d = self.config.n_vertices
+        if self.adaint is not None:
+            vertices = self.adaint(features).astype(img.dtype)
+        else:
+            vertices = jnp.broadcast_to(uniform_vertices(d, img.dtype), (img.shape[0], 3, d))
+        return lut, vertices, weights
+
     def __call__(
         self, img: jax.Array, *, deterministic: bool = True, impl: str = "auto"
     ) -> ModelOutput:
@@ -126,27 +145,33 @@ class AiLUT(nnx.Module):
         ``deterministic=False`` enables dropout (and batch statistics for ResNet-18);
         ``impl`` selects the transform implementation (see :func:`ailut_transform`).
         """
-        if getattr(img, "ndim", None) != 4 or img.shape[-1] != 3:
-            raise ValueError(
-                f"AiLUT expects a batch of RGB images (B, H, W, 3), got shape "
-                f"{getattr(img, 'shape', type(img).__name__)}"
-            )
-        if not jnp.issubdtype(img.dtype, jnp.floating):
-            raise ValueError(
-                f"AiLUT expects float images in [0, 1], got dtype {img.dtype}; "
-                "scale integer images first (e.g. ailut_jax.imageio.to_float)"
-            )
-        features = self.backbone(img, deterministic=deterministic)
-        weights, lut = self.lut_generator(features)
-        lut = lut.astype(img.dtype)
-        if self.adaint is not None:
-            vertices = self.adaint(features).astype(img.dtype)
-            output = ailut_transform(img, lut, vertices, impl=impl)
-        else:
-            d = self.config.n_vertices
-            vertices = jnp.broadcast_to(uniform_vertices(d, img.dtype), (img.shape[0], 3, d))
-            output = lut_transform(img, lut, impl=impl)
+        lut, vertices, weights = self.predict_lut(img, deterministic=deterministic)
+        output = apply_lut(img, lut, vertices, adaptive=self.adaint is not None, impl=impl)
         return ModelOutput(output=output, lut=lut, vertices=vertices, weights=weights)
+
+
+def _check_images(img) -> None:
+    if getattr(img, "ndim", None) != 4 or img.shape[-1] != 3:
+        raise ValueError(
+            f"AiLUT expects a batch of RGB images (B, H, W, 3), got shape "
+            f"{getattr(img, 'shape', type(img).__name__)}"
+        )
+    if not jnp.issubdtype(img.dtype, jnp.floating):
+        raise ValueError(
+            f"AiLUT expects float images in [0, 1], got dtype {img.dtype}; "
+            "scale integer images first (e.g. ailut_jax.imageio.to_float)"
+        )
+
+
+def apply_lut(img, lut, vertices, *, adaptive: bool = True, impl: str = "auto") -> jax.Array:
+    """The full-resolution half of :class:`AiLUT`: transform ``img`` with predicted LUTs.
+
+    ``adaptive=False`` (the 3D-LUT baseline) uses the uniform-grid transform and
+    ignores ``vertices``.
+    """
+    if adaptive:
+        return ailut_transform(img, lut, vertices, impl=impl)
+    return lut_transform(img, lut, impl=impl)
 
 
 def empty_model(config: ModelConfig, *, seed: int = 0) -> AiLUT:
