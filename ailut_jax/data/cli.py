@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config",
         help="builder config (fivek: expert_a..expert_e, xyz_expert_a..; ppr10k: target_a.."
-        "target_c, target_a_aug..; ailut_demo: retouch, cube); default: the first",
+        "target_c, target_a_aug..; ailut_demo: retouch, cube); default: expert_c, "
+        "target_a, retouch",
     )
     p.add_argument("--source", help="dataset root folder (ailut_demo: extra photos, optional)")
     p.add_argument(
