@@ -256,3 +256,13 @@ def test_full_demo_build_is_fast_and_large_enough(tmp_path):
     assert np.mean(fixed) > identity + 3.0, (np.mean(fixed), identity)
     # Under a minute on an idle 2-core machine; the margin absorbs a loaded CI runner.
     assert elapsed < 90.0, f"ailut_demo build took {elapsed:.1f} s"
+
+
+def test_open_source_builds_the_demo_on_first_use_without_tensorflow(tmp_path):
+    import sys
+
+    src = open_source(
+        "ailut_demo", "test", data_dir=tmp_path, train_pairs_per_photo=1, test_pairs_per_photo=1
+    )
+    assert len(src) == 2 and src.input_scale == 255.0 and is_built("ailut_demo", data_dir=tmp_path)
+    assert "tensorflow" not in sys.modules
