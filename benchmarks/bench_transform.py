@@ -1,8 +1,9 @@
 """Benchmark the AiLUT transform: native FFI op vs the jitted pure-JAX reference.
 
 Forward and forward+backward (gradients for img, lut and vertices) at 854x480 and
-3840x2160, D = 33, batch 1, median of N timed runs after warm-up. Prints a table and
-writes JSON.
+3840x2160, D = 33, batch 1, median of N timed runs after warm-up. The image is a real
+photo resized to each size (or uniform noise with --input noise); the LUT is an
+identity plus noise and the vertices are non-uniform. Prints a table and writes JSON.
 
     python benchmarks/bench_transform.py [--repeats 7] [--out benchmarks/results/transform.json]
 """
@@ -26,9 +27,21 @@ from ailut_jax import ailut_transform, native_available
 SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
 
 
-def make_inputs(h: int, w: int, d: int, seed: int = 0):
+def photo(h: int, w: int) -> np.ndarray:
+    """A real photograph (scikit-image's bundled 'coffee') resized to h x w, in [0, 1]."""
+    from PIL import Image
+    from skimage import data
+
+    im = Image.fromarray(data.coffee()).resize((w, h), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(im, np.float32) / 255.0, 0, 1)
+
+
+def make_inputs(h: int, w: int, d: int, seed: int = 0, source: str = "photo"):
     rng = np.random.default_rng(seed)
-    img = rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32)
+    if source == "photo":
+        img = photo(h, w)[None]
+    else:  # uniform noise: every pixel in a random cell, the worst case for caches
+        img = rng.uniform(0, 1, (1, h, w, 3)).astype(np.float32)
     grid = np.arange(d, dtype=np.float32) / (d - 1)
     b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
     lut = np.stack([r, g, b])[None] + rng.normal(0, 0.05, (1, 3, d, d, d)).astype(np.float32)
@@ -65,17 +78,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--d", type=int, default=33)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument(
+        "--input",
+        default="photo",
+        choices=["photo", "noise"],
+        help="a real photo resized to each size (default) or uniform noise (cache worst case)",
+    )
     parser.add_argument("--out", default="benchmarks/results/transform.json")
     args = parser.parse_args()
     if not native_available():
         raise SystemExit("the native module is not built; install the package first")
 
     backend = jax.default_backend()
-    print(f"backend={backend} devices={jax.devices()} cpus={os.cpu_count()} D={args.d}")
+    print(
+        f"backend={backend} devices={jax.devices()} cpus={os.cpu_count()} D={args.d} "
+        f"input={args.input}"
+    )
     rows = []
     for size in args.sizes:
         h, w = SIZES[size]
-        inputs = make_inputs(h, w, args.d)
+        inputs = make_inputs(h, w, args.d, source=args.input)
         for mode in ("forward", "forward+backward"):
             ms = {
                 impl: time_fn(build(impl, mode), inputs, args.repeats)
@@ -116,6 +138,7 @@ def main() -> None:
         "machine": platform.machine(),
         "jax": jax.__version__,
         "d": args.d,
+        "input": args.input,
         "repeats": args.repeats,
     }
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))

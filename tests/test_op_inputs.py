@@ -104,9 +104,9 @@ SPECIALS = np.array(
 )
 
 
-def fuzz_case(seed, dtype, d):
+def fuzz_case(seed, dtype, d, h=5, w=7):
     rng = np.random.default_rng(seed)
-    b, h, w = 2, 5, 7
+    b = 2
     img = rng.uniform(-0.5, 1.5, (b, h, w, 3))
     mask = rng.random(img.shape) < 0.3
     img[mask] = rng.choice(SPECIALS, mask.sum())
@@ -151,6 +151,22 @@ def test_fuzz_hostile_values(seed, dtype):
         assert [x.shape for x in g] == [x.shape for x in args]
         g = jax.grad(lambda i, l: jnp.sum(lut_transform(i, l, impl="ffi") * cot), (0, 1))(*args[:2])
         assert [x.shape for x in g] == [x.shape for x in args[:2]]
+
+
+@requires_native
+@pytest.mark.fuzz
+@pytest.mark.parametrize("seed", range(5))
+def test_fuzz_hostile_values_large_images(seed):
+    """The same hostile values on images big enough for the interleaved-LUT CPU path."""
+    d = (2, 3, 5, 9, 9)[seed]
+    args = fuzz_case(100 + seed, np.float32, d, h=40, w=40)
+    a = np.asarray(ailut_transform(*args, impl="ffi"))
+    b = np.asarray(ailut_transform(*args, impl="reference"))
+    np.testing.assert_allclose(a, b, rtol=1e-6, equal_nan=True)
+    g = jax.grad(lambda *x: jnp.sum(ailut_transform(*x, impl="ffi")), (0, 1, 2))(*args)
+    assert [x.shape for x in g] == [x.shape for x in args]
+    g = jax.grad(lambda i, l: jnp.sum(lut_transform(i, l, impl="ffi")), (0, 1))(*args[:2])
+    assert [x.shape for x in g] == [x.shape for x in args[:2]]
 
 
 @requires_native

@@ -189,6 +189,41 @@ def test_lut_native_matches_reference(dtype, batch, h, w, d):
         )
 
 
+# The CPU kernels switch to an interleaved-LUT path once an image has at least 2 * D^3
+# pixels; these sizes sit on that side of the switch (CASES above on the other).
+PACKED_CASES = [((2,), 48, 40, 9), ((1,), 100, 100, 17)]
+
+
+@requires_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch,h,w,d", PACKED_CASES)
+def test_large_images_match_reference(dtype, batch, h, w, d):
+    assert h * w >= 2 * d**3
+    args = make_case(30 + d, batch, h, w, d, dtype)
+    with jax.enable_x64(dtype == np.float64):
+        assert_close(
+            ailut_transform(*args, impl="ffi"),
+            ailut_transform(*args, impl="reference"),
+            FWD_TOL[dtype],
+            "forward",
+        )
+        assert_grads_close(
+            grads(ailut_transform, args, "ffi"), grads(ailut_transform, args, "reference"), dtype
+        )
+        img, lut, _ = args
+        assert_close(
+            lut_transform(img, lut, impl="ffi"),
+            lut_transform(img, lut, impl="reference"),
+            FWD_TOL[dtype],
+            "forward",
+        )
+        assert_grads_close(
+            grads(lut_transform, (img, lut), "ffi"),
+            grads(lut_transform, (img, lut), "reference"),
+            dtype,
+        )
+
+
 @requires_native
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lut_transform_equals_ailut_with_uniform_vertices(dtype):

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <string>
@@ -76,15 +77,28 @@ struct SearchView {  // any vertex values: the reference bisection
   AxisPos<T> operator()(int c, T x) const { return locate(v + c * d, d, x); }
 };
 
+// Buckets of [0, 1) for the sorted-rows search; a power of two so x * kBuckets and
+// j / kBuckets are exact.
+constexpr int kBuckets = 1024;
+
 template <typename T>
-struct SortedView {  // sorted rows: branch-free search over rows padded with +inf
+struct SortedView {  // sorted rows (no NaN): bucket start, then a short forward scan
   const T* v;
-  const T* padded_rows;
+  const T* padded_rows;      // rows padded with +inf to `padded` entries
+  const uint16_t* buckets;   // buckets[c][j] = lower_bound(row c, j / kBuckets)
   int d;
   int padded;
   AxisPos<T> operator()(int c, T x) const {
-    const int lb = lower_bound_sorted(padded_rows + c * padded, padded, x);
-    return axis_from_cell(v + c * d, clamp_cell(lb, d), x);
+    const T* row = v + c * d;
+    int lb;
+    if (x >= T(0) && x < T(1)) {  // false for NaN
+      // j / kBuckets <= x, so the true lower bound is at or after buckets[c][j].
+      lb = buckets[c * kBuckets + static_cast<int>(x * T(kBuckets))];
+      while (lb < d && row[lb] < x) ++lb;
+    } else {
+      lb = lower_bound_sorted(padded_rows + c * padded, padded, x);
+    }
+    return axis_from_cell(row, clamp_cell(lb, d), x);
   }
 };
 
@@ -94,16 +108,17 @@ struct UniformView {  // the uniform grid i / (d - 1): computed cells
   AxisPos<T> operator()(int, T x) const { return locate_uniform(d, x); }
 };
 
-// One batch element's vertices. When every row is sorted (no NaN), the rows are also
-// kept padded with +inf to a power of two for SortedView, which agrees with the
-// bisection on sorted rows; otherwise SearchView is used.
+// One batch element's vertices. When every row is sorted (no NaN), search tables are
+// built for SortedView, which finds the same lower bound as the bisection on sorted
+// rows; otherwise SearchView (the bisection itself) is used.
 template <typename T>
 struct VertexRows {
   const T* v = nullptr;
   int d = 0;
   int padded = 0;
   bool sorted = false;
-  std::vector<T> rows;  // 3 * padded when sorted
+  std::vector<T> rows;          // 3 * padded when sorted
+  std::vector<uint16_t> table;  // 3 * kBuckets when sorted
 
   void init(const T* vertices, int d_) {
     v = vertices;
@@ -117,14 +132,24 @@ struct VertexRows {
     padded = 1;
     while (padded <= d) padded <<= 1;
     rows.assign(3 * static_cast<size_t>(padded), std::numeric_limits<T>::infinity());
-    for (int c = 0; c < 3; ++c) std::copy(v + c * d, v + (c + 1) * d, rows.begin() + c * padded);
+    table.resize(3 * static_cast<size_t>(kBuckets));
+    for (int c = 0; c < 3; ++c) {
+      const T* row = v + c * d;
+      std::copy(row, row + d, rows.begin() + c * padded);
+      int lb = 0;
+      for (int j = 0; j < kBuckets; ++j) {
+        const T edge = static_cast<T>(j) / static_cast<T>(kBuckets);
+        while (lb < d && row[lb] < edge) ++lb;
+        table[c * kBuckets + j] = static_cast<uint16_t>(lb);
+      }
+    }
   }
 
   // Calls fn(view) with the fastest view valid for these rows.
   template <typename F>
   void dispatch(const F& fn) const {
     if (sorted) {
-      fn(SortedView<T>{v, rows.data(), d, padded});
+      fn(SortedView<T>{v, rows.data(), table.data(), d, padded});
     } else {
       fn(SearchView<T>{v, d});
     }
@@ -140,6 +165,58 @@ struct UniformRows {
   }
 };
 
+// ---------------------------------------------------------------- packed LUT
+//
+// For images with many pixels per LUT entry, the LUT is repacked as [b][g][r][4]
+// (channels interleaved, padded to 4) so one corner is one 4-lane vector load instead
+// of three scattered loads, and gradients scatter as one vector add per corner. The
+// per-lane arithmetic and its order are those of blend() / pixel_backward(), so the
+// results are the same as the scalar path's.
+
+template <typename T>
+struct Vec4Of;
+template <>
+struct Vec4Of<float> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
+struct Vec4Of<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec4 = typename Vec4Of<T>::type;
+
+template <typename T>
+inline Vec4<T> load4(const T* p) {
+  Vec4<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store4(T* p, Vec4<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+bool use_packed(const Problem& p) {
+  return p.pixels >= 2 * p.d * p.d * p.d;
+}
+
+template <typename T>
+void pack_lut(const T* lut, int64_t d3, T* packed) {
+  for (int64_t j = 0; j < d3; ++j) {
+    packed[4 * j + 0] = lut[j];
+    packed[4 * j + 1] = lut[d3 + j];
+    packed[4 * j + 2] = lut[2 * d3 + j];
+    packed[4 * j + 3] = T(0);
+  }
+}
+
+inline void packed_offsets(int64_t d, int64_t off[8]) {
+  for (int k = 0; k < 8; ++k) off[k] = 4 * corner_offset(k, d);
+}
+
 // ---------------------------------------------------------------- forward
 
 template <typename T, typename View>
@@ -154,13 +231,44 @@ void forward_pixels(const T* __restrict img, T* __restrict out, const T* __restr
   }
 }
 
+template <typename T, typename View>
+void forward_pixels_packed(const T* __restrict img, T* __restrict out,
+                           const T* __restrict packed, int64_t d, const View view,
+                           int64_t begin, int64_t end) {
+  int64_t off[8];
+  packed_offsets(d, off);
+  for (int64_t i = begin; i < end; ++i) {
+    const T* px = img + 3 * i;
+    const AxisPos<T> r = view(0, px[0]);
+    const AxisPos<T> g = view(1, px[1]);
+    const AxisPos<T> b = view(2, px[2]);
+    const T* base = packed + 4 * base_index(r, g, b, d);
+    T w[8];
+    corner_weights(r.t, g.t, b.t, w);
+    Vec4<T> acc = {T(0), T(0), T(0), T(0)};
+    for (int k = 0; k < 8; ++k) acc += w[k] * load4(base + off[k]);
+    out[3 * i] = acc[0];
+    out[3 * i + 1] = acc[1];
+    out[3 * i + 2] = acc[2];
+  }
+}
+
 // Flat range over batch x pixels, split evenly across threads.
 template <typename T, typename Rows>
 void forward_all(const Problem& p, const T* img, const T* lut, const std::vector<Rows>& rows,
                  T* out) {
   const int64_t total = p.batch * p.pixels;
-  const int64_t lut_size = 3 * p.d * p.d * p.d;
+  const int64_t d3 = p.d * p.d * p.d;
+  const bool packed = use_packed<T>(p);
+  std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
   const int n = threads_for(total);
+  if (packed) {
+    parallel_for(static_cast<int>(std::min<int64_t>(n, p.batch)), [&](int t) {
+      int64_t begin, end;
+      static_range(p.batch, t, static_cast<int>(std::min<int64_t>(n, p.batch)), &begin, &end);
+      for (int64_t b = begin; b < end; ++b) pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]);
+    });
+  }
   parallel_for(n, [&](int t) {
     int64_t begin, end;
     static_range(total, t, n, &begin, &end);
@@ -168,7 +276,11 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
       const int64_t b = begin / p.pixels;
       const int64_t stop = std::min(end, (b + 1) * p.pixels);
       rows[b].dispatch([&](auto view) {
-        forward_pixels(img, out, lut + b * lut_size, p.d, view, begin, stop);
+        if (packed) {
+          forward_pixels_packed(img, out, &packed_luts[b * 4 * d3], p.d, view, begin, stop);
+        } else {
+          forward_pixels(img, out, lut + b * 3 * d3, p.d, view, begin, stop);
+        }
       });
       begin = stop;
     }
@@ -176,6 +288,20 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
 }
 
 // ---------------------------------------------------------------- backward
+
+template <typename T, bool kVertexGrad>
+inline void store_axis_grads(const AxisPos<T> pos[3], const T G[3], int64_t d, T* d_img_px,
+                             double* d_vert) {
+  for (int c = 0; c < 3; ++c) {
+    T dx, dv0, dv1;
+    axis_grads(pos[c], G[c], &dx, &dv0, &dv1);
+    d_img_px[c] = dx;
+    if (kVertexGrad) {
+      d_vert[c * d + pos[c].k] += static_cast<double>(dv0);
+      d_vert[c * d + pos[c].k + 1] += static_cast<double>(dv1);
+    }
+  }
+}
 
 template <typename T, typename View, bool kVertexGrad>
 void backward_pixels(const T* __restrict g_out, const T* __restrict img,
@@ -195,15 +321,49 @@ void backward_pixels(const T* __restrict g_out, const T* __restrict img,
       const T gc = go[c];
       for (int k = 0; k < 8; ++k) dl[corner_offset(k, d)] += static_cast<double>(gc * w[k]);
     }
-    for (int c = 0; c < 3; ++c) {
-      T dx, dv0, dv1;
-      axis_grads(pos[c], G[c], &dx, &dv0, &dv1);
-      d_img[3 * i + c] = dx;
-      if (kVertexGrad) {
-        d_vert[c * d + pos[c].k] += static_cast<double>(dv0);
-        d_vert[c * d + pos[c].k + 1] += static_cast<double>(dv1);
-      }
+    store_axis_grads<T, kVertexGrad>(pos, G, d, d_img + 3 * i, d_vert);
+  }
+}
+
+// Packed variant: reads the [.., 4] LUT and scatters into a [.., 4] float64 buffer.
+template <typename T, typename View, bool kVertexGrad>
+void backward_pixels_packed(const T* __restrict g_out, const T* __restrict img,
+                            const T* __restrict packed, int64_t d, const View view,
+                            int64_t begin, int64_t end, T* __restrict d_img,
+                            double* __restrict d_lut4, double* __restrict d_vert) {
+  int64_t off[8];
+  packed_offsets(d, off);
+  for (int64_t i = begin; i < end; ++i) {
+    const T* px = img + 3 * i;
+    const AxisPos<T> pos[3] = {view(0, px[0]), view(1, px[1]), view(2, px[2])};
+    const T* go = g_out + 3 * i;
+    const int64_t base = 4 * base_index(pos[0], pos[1], pos[2], d);
+    T w[8];
+    corner_weights(pos[0].t, pos[1].t, pos[2].t, w);
+    const T wr[2] = {T(1) - pos[0].t, pos[0].t};
+    const T wg[2] = {T(1) - pos[1].t, pos[1].t};
+    const T wb[2] = {T(1) - pos[2].t, pos[2].t};
+    Vec4<T> corner[8];
+    for (int k = 0; k < 8; ++k) corner[k] = load4(packed + base + off[k]);
+    Vec4<T> dr = {}, dg = {}, db = {};
+    for (int k = 0; k < 8; k += 2) dr += wg[(k >> 1) & 1] * wb[(k >> 2) & 1] * (corner[k + 1] - corner[k]);
+    for (int k = 0; k < 8; ++k) {
+      if ((k >> 1) & 1) continue;
+      dg += wr[k & 1] * wb[(k >> 2) & 1] * (corner[k + 2] - corner[k]);
     }
+    for (int k = 0; k < 4; ++k) db += wr[k & 1] * wg[(k >> 1) & 1] * (corner[k + 4] - corner[k]);
+    T G[3] = {T(0), T(0), T(0)};
+    for (int c = 0; c < 3; ++c) {
+      G[0] += go[c] * dr[c];
+      G[1] += go[c] * dg[c];
+      G[2] += go[c] * db[c];
+    }
+    const Vec4<T> g4 = {go[0], go[1], go[2], T(0)};
+    for (int k = 0; k < 8; ++k) {
+      double* dst = d_lut4 + base + off[k];
+      store4(dst, load4(dst) + __builtin_convertvector(g4 * w[k], Vec4<double>));
+    }
+    store_axis_grads<T, kVertexGrad>(pos, G, d, d_img + 3 * i, d_vert);
   }
 }
 
@@ -213,23 +373,36 @@ void backward_pixels(const T* __restrict g_out, const T* __restrict img,
 template <typename T, typename Rows, bool kVertexGrad>
 void backward_all(const Problem& p, const T* g_out, const T* img, const T* lut,
                   const std::vector<Rows>& rows, T* d_img, T* d_lut, T* d_vert) {
-  const int64_t lut_size = 3 * p.d * p.d * p.d;
+  const int64_t d3 = p.d * p.d * p.d;
+  const int64_t lut_size = 3 * d3;
   const int64_t vert_size = 3 * p.d;
+  const bool packed = use_packed<T>(p);
+  const int64_t part_size = packed ? 4 * d3 : lut_size;
   const int n = threads_for(p.pixels);
-  std::vector<double> lut_part(static_cast<size_t>(n) * lut_size);
+  std::vector<double> lut_part(static_cast<size_t>(n) * part_size);
   std::vector<double> vert_part(static_cast<size_t>(n) * vert_size);
+  std::vector<T> packed_lut(packed ? static_cast<size_t>(4 * d3) : 0);
   for (int64_t b = 0; b < p.batch; ++b) {
     const int64_t off = b * p.pixels;
+    const T* lut_b = lut + b * lut_size;
+    if (packed) pack_lut(lut_b, d3, packed_lut.data());
     std::fill(vert_part.begin(), vert_part.end(), 0.0);
     parallel_for(n, [&](int t) {
-      double* lp = lut_part.data() + t * lut_size;
-      std::fill(lp, lp + lut_size, 0.0);
+      double* lp = lut_part.data() + t * part_size;
+      std::fill(lp, lp + part_size, 0.0);
       int64_t begin, end;
       static_range(p.pixels, t, n, &begin, &end);
+      double* vp = vert_part.data() + t * vert_size;
       rows[b].dispatch([&](auto view) {
-        backward_pixels<T, decltype(view), kVertexGrad>(
-            g_out + 3 * off, img + 3 * off, lut + b * lut_size, p.d, view, begin, end,
-            d_img + 3 * off, lp, vert_part.data() + t * vert_size);
+        if (packed) {
+          backward_pixels_packed<T, decltype(view), kVertexGrad>(
+              g_out + 3 * off, img + 3 * off, packed_lut.data(), p.d, view, begin, end,
+              d_img + 3 * off, lp, vp);
+        } else {
+          backward_pixels<T, decltype(view), kVertexGrad>(g_out + 3 * off, img + 3 * off, lut_b,
+                                                          p.d, view, begin, end, d_img + 3 * off,
+                                                          lp, vp);
+        }
       });
     });
     T* dl = d_lut + b * lut_size;
@@ -237,8 +410,10 @@ void backward_all(const Problem& p, const T* g_out, const T* img, const T* lut,
       int64_t begin, end;
       static_range(lut_size, t, n, &begin, &end);
       for (int64_t j = begin; j < end; ++j) {
+        // Packed buffers hold entry (c, idx) at 4 * idx + c.
+        const int64_t src = packed ? 4 * (j % d3) + j / d3 : j;
         double acc = 0.0;
-        for (int s = 0; s < n; ++s) acc += lut_part[s * lut_size + j];
+        for (int s = 0; s < n; ++s) acc += lut_part[s * part_size + src];
         dl[j] = static_cast<T>(acc);
       }
     });
