@@ -214,13 +214,13 @@ def load_photo(photo: Photo, max_short_edge: int = MAX_SHORT_EDGE) -> np.ndarray
     return quantize(img)
 
 
-def _random_crop(img: np.ndarray, rng: np.random.Generator, ratio) -> np.ndarray:
-    h, w = img.shape[:2]
+def _random_crop_box(shape, rng: np.random.Generator, ratio) -> tuple[slice, slice]:
+    h, w = shape[:2]
     ch = int(h * rng.uniform(*ratio))
     cw = int(w * rng.uniform(*ratio))
     y = int(rng.integers(0, h - ch + 1))
     x = int(rng.integers(0, w - cw + 1))
-    return img[y : y + ch, x : x + cw]
+    return slice(y, y + ch), slice(x, x + cw)
 
 
 @dataclasses.dataclass
@@ -300,18 +300,18 @@ class AilutDemo(PairBuilder):
 
     def _generate_demo(self, split: str, photos: Sequence[Photo], grade) -> Iterator:
         tasks = [(photo, k) for photo in photos for k in range(self._pairs[split])]
-        cache: dict[str, np.ndarray] = {}
+        cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
         def make(task):
             photo, k = task
-            img = cache[photo.name]
+            img, target = cache[photo.name]
             rng = np.random.default_rng(
                 [self._seed, _stable_hash(photo.name), k, 0 if split == "train" else 1]
             )
             if split == "train":
-                img = _random_crop(img, rng, TRAIN_CROP_RATIO)
+                box = _random_crop_box(img.shape, rng, TRAIN_CROP_RATIO)
+                img, target = img[box], target[box]
             degraded = apply_retouch(img, draw_retouch(rng))
-            target = img if grade is None else quantize(apply_cube_numpy(to_float(img), grade))
             example_id = f"{photo.name}/{k:03d}"
             return example_id, {
                 "input": encode_png(quantize(degraded)),
@@ -323,6 +323,9 @@ class AilutDemo(PairBuilder):
         # so a few threads roughly divide the build time by the core count.
         with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
             for photo in photos:
-                cache[photo.name] = load_photo(photo)
+                img = load_photo(photo)
+                # The grade is pointwise, so grading the photo once and cropping is exact.
+                graded = img if grade is None else quantize(apply_cube_numpy(to_float(img), grade))
+                cache[photo.name] = (img, graded)
                 yield from pool.map(make, [t for t in tasks if t[0] is photo])
                 del cache[photo.name]
