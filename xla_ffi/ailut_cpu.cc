@@ -84,8 +84,8 @@ constexpr int kBuckets = 1024;
 template <typename T>
 struct SortedView {  // sorted rows (no NaN): bucket start, then a short forward scan
   const T* v;
-  const T* padded_rows;      // rows padded with +inf to `padded` entries
-  const uint16_t* buckets;   // buckets[c][j] = lower_bound(row c, j / kBuckets)
+  const T* padded_rows;     // rows padded with +inf to `padded` entries
+  const uint16_t* buckets;  // buckets[c][j] = lower_bound(row c, j / kBuckets)
   int d;
   int padded;
   AxisPos<T> operator()(int c, T x) const {
@@ -220,8 +220,8 @@ inline void packed_offsets(int64_t d, int64_t off[8]) {
 // ---------------------------------------------------------------- forward
 
 template <typename T, typename View>
-void forward_pixels(const T* __restrict img, T* __restrict out, const T* __restrict lut,
-                    int64_t d, const View view, int64_t begin, int64_t end) {
+void forward_pixels(const T* __restrict img, T* __restrict out, const T* __restrict lut, int64_t d,
+                    const View view, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const T* px = img + 3 * i;
     const AxisPos<T> r = view(0, px[0]);
@@ -232,9 +232,8 @@ void forward_pixels(const T* __restrict img, T* __restrict out, const T* __restr
 }
 
 template <typename T, typename View>
-void forward_pixels_packed(const T* __restrict img, T* __restrict out,
-                           const T* __restrict packed, int64_t d, const View view,
-                           int64_t begin, int64_t end) {
+void forward_pixels_packed(const T* __restrict img, T* __restrict out, const T* __restrict packed,
+                           int64_t d, const View view, int64_t begin, int64_t end) {
   int64_t off[8];
   packed_offsets(d, off);
   for (int64_t i = begin; i < end; ++i) {
@@ -266,7 +265,8 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
     parallel_for(static_cast<int>(std::min<int64_t>(n, p.batch)), [&](int t) {
       int64_t begin, end;
       static_range(p.batch, t, static_cast<int>(std::min<int64_t>(n, p.batch)), &begin, &end);
-      for (int64_t b = begin; b < end; ++b) pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]);
+      for (int64_t b = begin; b < end; ++b)
+        pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]);
     });
   }
   parallel_for(n, [&](int t) {
@@ -304,10 +304,9 @@ inline void store_axis_grads(const AxisPos<T> pos[3], const T G[3], int64_t d, T
 }
 
 template <typename T, typename View, bool kVertexGrad>
-void backward_pixels(const T* __restrict g_out, const T* __restrict img,
-                     const T* __restrict lut, int64_t d, const View view, int64_t begin,
-                     int64_t end, T* __restrict d_img, double* __restrict d_lut,
-                     double* __restrict d_vert) {
+void backward_pixels(const T* __restrict g_out, const T* __restrict img, const T* __restrict lut,
+                     int64_t d, const View view, int64_t begin, int64_t end, T* __restrict d_img,
+                     double* __restrict d_lut, double* __restrict d_vert) {
   const int64_t d3 = d * d * d;
   for (int64_t i = begin; i < end; ++i) {
     const T* px = img + 3 * i;
@@ -328,9 +327,9 @@ void backward_pixels(const T* __restrict g_out, const T* __restrict img,
 // Packed variant: reads the [.., 4] LUT and scatters into a [.., 4] float64 buffer.
 template <typename T, typename View, bool kVertexGrad>
 void backward_pixels_packed(const T* __restrict g_out, const T* __restrict img,
-                            const T* __restrict packed, int64_t d, const View view,
-                            int64_t begin, int64_t end, T* __restrict d_img,
-                            double* __restrict d_lut4, double* __restrict d_vert) {
+                            const T* __restrict packed, int64_t d, const View view, int64_t begin,
+                            int64_t end, T* __restrict d_img, double* __restrict d_lut4,
+                            double* __restrict d_vert) {
   int64_t off[8];
   packed_offsets(d, off);
   for (int64_t i = begin; i < end; ++i) {
@@ -346,7 +345,8 @@ void backward_pixels_packed(const T* __restrict g_out, const T* __restrict img,
     Vec4<T> corner[8];
     for (int k = 0; k < 8; ++k) corner[k] = load4(packed + base + off[k]);
     Vec4<T> dr = {}, dg = {}, db = {};
-    for (int k = 0; k < 8; k += 2) dr += wg[(k >> 1) & 1] * wb[(k >> 2) & 1] * (corner[k + 1] - corner[k]);
+    for (int k = 0; k < 8; k += 2)
+      dr += wg[(k >> 1) & 1] * wb[(k >> 2) & 1] * (corner[k + 1] - corner[k]);
     for (int k = 0; k < 8; ++k) {
       if ((k >> 1) & 1) continue;
       dg += wr[k & 1] * wb[(k >> 2) & 1] * (corner[k + 2] - corner[k]);
@@ -485,16 +485,15 @@ ffi::Error AilutBackwardImpl(ffi::AnyBuffer g_out, ffi::AnyBuffer img, ffi::AnyB
       using T = decltype(tag);
       backward_all<T, VertexRows<T>, true>(
           p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(),
-          vertex_rows(p, vertices.typed_data<T>()), d_img->typed_data<T>(),
-          d_lut->typed_data<T>(), d_vertices->typed_data<T>());
+          vertex_rows(p, vertices.typed_data<T>()), d_img->typed_data<T>(), d_lut->typed_data<T>(),
+          d_vertices->typed_data<T>());
     };
     p.dtype == ffi::DataType::F32 ? run(float{}) : run(double{});
     return ffi::Error::Success();
   });
 }
 
-ffi::Error LutForwardImpl(ffi::AnyBuffer img, ffi::AnyBuffer lut,
-                          ffi::Result<ffi::AnyBuffer> out) {
+ffi::Error LutForwardImpl(ffi::AnyBuffer img, ffi::AnyBuffer lut, ffi::Result<ffi::AnyBuffer> out) {
   constexpr const char* op = "lut_forward";
   return guarded(op, [&]() -> ffi::Error {
     Problem p;
@@ -521,10 +520,9 @@ ffi::Error LutBackwardImpl(ffi::AnyBuffer g_out, ffi::AnyBuffer img, ffi::AnyBuf
     if (auto e = check_same(op, "d_lut", lut, *d_lut); e.failure()) return e;
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      backward_all<T, UniformRows<T>, false>(p, g_out.typed_data<T>(), img.typed_data<T>(),
-                                             lut.typed_data<T>(), uniform_rows<T>(p),
-                                             d_img->typed_data<T>(), d_lut->typed_data<T>(),
-                                             nullptr);
+      backward_all<T, UniformRows<T>, false>(
+          p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(), uniform_rows<T>(p),
+          d_img->typed_data<T>(), d_lut->typed_data<T>(), nullptr);
     };
     p.dtype == ffi::DataType::F32 ? run(float{}) : run(double{});
     return ffi::Error::Success();
@@ -536,34 +534,34 @@ ffi::Error LutBackwardImpl(ffi::AnyBuffer g_out, ffi::AnyBuffer img, ffi::AnyBuf
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AilutForward, ailut::AilutForwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Arg<ffi::AnyBuffer>()   // vertices (..., 3, D)
-                                  .Ret<ffi::AnyBuffer>()); // out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Arg<ffi::AnyBuffer>()    // vertices (..., 3, D)
+                                  .Ret<ffi::AnyBuffer>());  // out (..., H, W, 3)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AilutBackward, ailut::AilutBackwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()   // g_out (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Arg<ffi::AnyBuffer>()   // vertices (..., 3, D)
-                                  .Ret<ffi::AnyBuffer>()   // d_img
-                                  .Ret<ffi::AnyBuffer>()   // d_lut
-                                  .Ret<ffi::AnyBuffer>()); // d_vertices
+                                  .Arg<ffi::AnyBuffer>()    // g_out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Arg<ffi::AnyBuffer>()    // vertices (..., 3, D)
+                                  .Ret<ffi::AnyBuffer>()    // d_img
+                                  .Ret<ffi::AnyBuffer>()    // d_lut
+                                  .Ret<ffi::AnyBuffer>());  // d_vertices
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LutForward, ailut::LutForwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Ret<ffi::AnyBuffer>()); // out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Ret<ffi::AnyBuffer>());  // out (..., H, W, 3)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LutBackward, ailut::LutBackwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()   // g_out (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Ret<ffi::AnyBuffer>()   // d_img
-                                  .Ret<ffi::AnyBuffer>()); // d_lut
+                                  .Arg<ffi::AnyBuffer>()    // g_out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Ret<ffi::AnyBuffer>()    // d_img
+                                  .Ret<ffi::AnyBuffer>());  // d_lut
 
 namespace {
 template <typename Fn>

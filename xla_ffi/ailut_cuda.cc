@@ -1,10 +1,11 @@
 // CUDA FFI handlers of the AiLUT and 3D-LUT transforms and the nanobind module that
 // exports them. Host C++ only: the kernels are in ailut_cuda_kernels.cu.
-#include <string>
+#include "ailut_cuda.h"
 
 #include <cuda_runtime_api.h>
 
-#include "ailut_cuda.h"
+#include <string>
+
 #include "ailut_shapes.h"
 #include "nanobind/nanobind.h"
 #include "xla/ffi/api/ffi.h"
@@ -42,8 +43,8 @@ ffi::Error ForwardImpl(const char* op, cudaStream_t stream, const ffi::AnyBuffer
 
 ffi::Error BackwardImpl(const char* op, cudaStream_t stream, const ffi::AnyBuffer& g_out,
                         const ffi::AnyBuffer& img, const ffi::AnyBuffer& lut,
-                        const ffi::AnyBuffer* vertices, ffi::AnyBuffer d_img,
-                        ffi::AnyBuffer d_lut, ffi::AnyBuffer* d_vertices) {
+                        const ffi::AnyBuffer* vertices, ffi::AnyBuffer d_img, ffi::AnyBuffer d_lut,
+                        ffi::AnyBuffer* d_vertices) {
   Problem p;
   if (auto e = check_problem(op, img, lut, vertices, &p); e.failure()) return e;
   if (auto e = check_same(op, "g_out", img, g_out); e.failure()) return e;
@@ -64,8 +65,8 @@ ffi::Error BackwardImpl(const char* op, cudaStream_t stream, const ffi::AnyBuffe
     err = cuda::launch_backward<double>(
         stream, g_out.typed_data<double>(), img.typed_data<double>(), lut.typed_data<double>(),
         vertices ? vertices->typed_data<double>() : nullptr, d_img.typed_data<double>(),
-        d_lut.typed_data<double>(), vertices ? d_vertices->typed_data<double>() : nullptr,
-        p.batch, p.pixels, d);
+        d_lut.typed_data<double>(), vertices ? d_vertices->typed_data<double>() : nullptr, p.batch,
+        p.pixels, d);
   }
   return cuda_status(op, err);
 }
@@ -100,37 +101,37 @@ ffi::Error LutBackwardImpl(cudaStream_t stream, ffi::AnyBuffer g_out, ffi::AnyBu
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AilutForwardCuda, ailut::AilutForwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Arg<ffi::AnyBuffer>()   // vertices (..., 3, D)
-                                  .Ret<ffi::AnyBuffer>()); // out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Arg<ffi::AnyBuffer>()    // vertices (..., 3, D)
+                                  .Ret<ffi::AnyBuffer>());  // out (..., H, W, 3)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AilutBackwardCuda, ailut::AilutBackwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()   // g_out (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Arg<ffi::AnyBuffer>()   // vertices (..., 3, D)
-                                  .Ret<ffi::AnyBuffer>()   // d_img
-                                  .Ret<ffi::AnyBuffer>()   // d_lut
-                                  .Ret<ffi::AnyBuffer>()); // d_vertices
+                                  .Arg<ffi::AnyBuffer>()    // g_out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Arg<ffi::AnyBuffer>()    // vertices (..., 3, D)
+                                  .Ret<ffi::AnyBuffer>()    // d_img
+                                  .Ret<ffi::AnyBuffer>()    // d_lut
+                                  .Ret<ffi::AnyBuffer>());  // d_vertices
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LutForwardCuda, ailut::LutForwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Ret<ffi::AnyBuffer>()); // out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Ret<ffi::AnyBuffer>());  // out (..., H, W, 3)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LutBackwardCuda, ailut::LutBackwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()   // g_out (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // img (..., H, W, 3)
-                                  .Arg<ffi::AnyBuffer>()   // lut (..., 3, D, D, D)
-                                  .Ret<ffi::AnyBuffer>()   // d_img
-                                  .Ret<ffi::AnyBuffer>()); // d_lut
+                                  .Arg<ffi::AnyBuffer>()    // g_out (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // img (..., H, W, 3)
+                                  .Arg<ffi::AnyBuffer>()    // lut (..., 3, D, D, D)
+                                  .Ret<ffi::AnyBuffer>()    // d_img
+                                  .Ret<ffi::AnyBuffer>());  // d_lut
 
 NB_MODULE(_ailut_cuda, m) {
   m.doc() = "XLA FFI CUDA handlers of the AiLUT and 3D-LUT transforms";

@@ -2,9 +2,9 @@
 // compiled by nvcc; the FFI handlers (ailut_cuda.cc) are plain host C++.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 namespace ailut {
 namespace cuda {

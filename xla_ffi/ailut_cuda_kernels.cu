@@ -25,8 +25,8 @@ __device__ __forceinline__ AxisPos<T> locate_axis(const T* v_shared, int d, int 
 
 template <typename T>
 __global__ void forward_kernel(const T* __restrict__ img, const T* __restrict__ lut,
-                               const T* __restrict__ vertices, T* __restrict__ out,
-                               int64_t batch, int64_t pixels, int d) {
+                               const T* __restrict__ vertices, T* __restrict__ out, int64_t batch,
+                               int64_t pixels, int d) {
   extern __shared__ unsigned char smem_raw[];
   T* v_shared = reinterpret_cast<T*>(smem_raw);
   const bool uniform = vertices == nullptr;
@@ -58,8 +58,7 @@ template <typename T>
 __global__ void backward_kernel(const T* __restrict__ g_out, const T* __restrict__ img,
                                 const T* __restrict__ lut, const T* __restrict__ vertices,
                                 T* __restrict__ d_img, T* __restrict__ d_lut,
-                                T* __restrict__ d_vertices, int64_t batch, int64_t pixels,
-                                int d) {
+                                T* __restrict__ d_vertices, int64_t batch, int64_t pixels, int d) {
   extern __shared__ unsigned char smem_raw[];
   T* v_shared = reinterpret_cast<T*>(smem_raw);
   T* dv_shared = v_shared + 3 * d;
@@ -86,14 +85,14 @@ __global__ void backward_kernel(const T* __restrict__ g_out, const T* __restrict
       T w[8], G[3];
       pixel_backward(lut_b, d, pos[0], pos[1], pos[2], go, w, G);
       const int64_t base = base_index(pos[0], pos[1], pos[2], static_cast<int64_t>(d));
-AILUT_UNROLL
+      AILUT_UNROLL
       for (int c = 0; c < 3; ++c) {
-AILUT_UNROLL
+        AILUT_UNROLL
         for (int k = 0; k < 8; ++k) {
           atomicAdd(d_lut_b + c * d3 + base + corner_offset(k, d), go[c] * w[k]);
         }
       }
-AILUT_UNROLL
+      AILUT_UNROLL
       for (int c = 0; c < 3; ++c) {
         T dx, dv0, dv1;
         axis_grads(pos[c], G[c], &dx, &dv0, &dv1);
@@ -115,7 +114,8 @@ AILUT_UNROLL
 }
 
 dim3 grid_for(int64_t batch, int64_t pixels) {
-  const int64_t bx = std::min<int64_t>(kMaxBlocksX, std::max<int64_t>(1, (pixels + kThreads - 1) / kThreads));
+  const int64_t bx =
+      std::min<int64_t>(kMaxBlocksX, std::max<int64_t>(1, (pixels + kThreads - 1) / kThreads));
   const int64_t by = std::min<int64_t>(kMaxBlocksY, std::max<int64_t>(1, batch));
   return dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by));
 }
@@ -128,7 +128,7 @@ cudaError_t launch_forward(cudaStream_t stream, const T* img, const T* lut, cons
   if (batch == 0 || pixels == 0) return cudaSuccess;
   const size_t smem = vertices ? 3 * d * sizeof(T) : 0;
   forward_kernel<T><<<grid_for(batch, pixels), kThreads, smem, stream>>>(img, lut, vertices, out,
-                                                                          batch, pixels, d);
+                                                                         batch, pixels, d);
   return cudaGetLastError();
 }
 

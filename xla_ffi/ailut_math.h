@@ -144,7 +144,7 @@ AILUT_HD void corner_weights(T tr, T tg, T tb, T w[8]) {
   const T wr[2] = {T(1) - tr, tr};
   const T wg[2] = {T(1) - tg, tg};
   const T wb[2] = {T(1) - tb, tb};
-AILUT_UNROLL
+  AILUT_UNROLL
   for (int c = 0; c < 8; ++c) w[c] = wr[c & 1] * wg[(c >> 1) & 1] * wb[(c >> 2) & 1];
 }
 
@@ -156,11 +156,11 @@ AILUT_HD void blend(const T* lut, int64_t d, const AxisPos<T>& r, const AxisPos<
   const int64_t base = base_index(r, g, b, d);
   T w[8];
   corner_weights(r.t, g.t, b.t, w);
-AILUT_UNROLL
+  AILUT_UNROLL
   for (int c = 0; c < 3; ++c) {
     const T* l = lut + c * d3 + base;
     T acc = T(0);
-AILUT_UNROLL
+    AILUT_UNROLL
     for (int k = 0; k < 8; ++k) acc += w[k] * l[corner_offset(k, d)];
     out[c] = acc;
   }
@@ -179,23 +179,23 @@ AILUT_HD void pixel_backward(const T* lut, int64_t d, const AxisPos<T>& r, const
   const T wg[2] = {T(1) - g.t, g.t};
   const T wb[2] = {T(1) - b.t, b.t};
   G[0] = G[1] = G[2] = T(0);
-AILUT_UNROLL
+  AILUT_UNROLL
   for (int c = 0; c < 3; ++c) {
     const T* l = lut + c * d3 + base;
     T v[8];
-AILUT_UNROLL
+    AILUT_UNROLL
     for (int k = 0; k < 8; ++k) v[k] = l[corner_offset(k, d)];
     T dr = T(0), dg = T(0), db = T(0);
-AILUT_UNROLL
+    AILUT_UNROLL
     for (int k = 0; k < 8; k += 2) {  // red pairs: corners k (h=0) and k+1 (h=1)
       dr += wg[(k >> 1) & 1] * wb[(k >> 2) & 1] * (v[k + 1] - v[k]);
     }
-AILUT_UNROLL
+    AILUT_UNROLL
     for (int k = 0; k < 8; ++k) {
       if ((k >> 1) & 1) continue;  // green pairs: corners k and k+2
       dg += wr[k & 1] * wb[(k >> 2) & 1] * (v[k + 2] - v[k]);
     }
-AILUT_UNROLL
+    AILUT_UNROLL
     for (int k = 0; k < 4; ++k) {  // blue pairs: corners k and k+4
       db += wr[k & 1] * wg[(k >> 1) & 1] * (v[k + 4] - v[k]);
     }
