@@ -187,6 +187,9 @@ def enhance_files(
         except (ImageReadError, OSError, ValueError) as exc:
             failures.append((path, str(exc) if str(path) in str(exc) else f"{path}: {exc}"))
             tqdm.write(f"ailut enhance: error: {failures[-1][1]}", file=sys.stderr)
+        except Exception as exc:  # e.g. out of memory on a huge image: skip, go on
+            failures.append((path, f"{path}: {type(exc).__name__}: {exc}"))
+            tqdm.write(f"ailut enhance: error: {failures[-1][1]}", file=sys.stderr)
     return failures
 
 

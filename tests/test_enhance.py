@@ -143,6 +143,10 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
     )
     files["broken"] = folder / "broken.png"
     files["broken"].write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    # Would overwrite photo.jpg's output: refused, not silently clobbered.
+    (folder / "other").mkdir()
+    files["clash"] = folder / "other" / "photo.png"
+    Image.fromarray(img8).save(files["clash"])
     return files
 
 
@@ -151,9 +155,10 @@ def test_cli_enhances_every_format_and_survives_bad_files(model_dir, enhancer, t
     out = tmp_path / "out"
     args = ["enhance", "--checkpoint", str(model_dir), "--out", str(out), "-q"]
     rc = cli.main(args + [str(p) for p in files.values()])
-    assert rc == 1  # one file failed, the others were written
+    assert rc == 1  # two files failed, the others were written
     err = capsys.readouterr().err
-    assert "broken.png" in err and "enhanced 4 of 5 images" in err
+    assert "broken.png: cannot decode image" in err and "enhanced 4 of 6 images" in err
+    assert "other/photo.png: same output name" in err
     assert sorted(p.name for p in out.iterdir()) == [
         "deep.png",
         "photo.png",
