@@ -25,8 +25,11 @@ from ailut_jax.convert import (
 from ailut_jax.modeldir import ModelDirError, load_model_dir, save_model_dir
 from ailut_jax.models import ModelConfig, count_params, empty_model
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # torch comes with the optional `convert` extra
+    torch = F = None
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
 if not OFFICIAL.is_dir():
@@ -34,7 +37,10 @@ if not OFFICIAL.is_dir():
 SRGB = OFFICIAL / "AiLUT-FiveK-sRGB.pth"
 XYZ = OFFICIAL / "AiLUT-FiveK-XYZ.pth"
 PHOTO = OFFICIAL / "a4739.jpg"
-needs_official = pytest.mark.skipif(not SRGB.is_file(), reason="official checkpoints not present")
+needs_torch = pytest.mark.skipif(torch is None, reason="torch (the convert extra) not installed")
+needs_official = pytest.mark.skipif(
+    torch is None or not SRGB.is_file(), reason="needs torch and ../shared/official"
+)
 
 
 def _filled_model(config, seed=0, scale=0.1):
@@ -82,9 +88,13 @@ def _torch_ailut(img, lut, vertices):
     return out.reshape(img.shape)
 
 
-@torch.no_grad()
 def _torch_adaint(sd, img_hwc):
     """ADAINT.md section 1 on the state dict: returns output (H, W, 3), lut, vertices, w."""
+    with torch.no_grad():
+        return _torch_adaint_impl(sd, img_hwc)
+
+
+def _torch_adaint_impl(sd, img_hwc):
     img = torch.from_numpy(img_hwc).permute(2, 0, 1)[None].contiguous()
     x = F.interpolate(img, size=(256, 256), mode="bilinear", align_corners=False)
     for i in range(5):
@@ -217,6 +227,7 @@ def test_infer_config_reads_the_architecture():
         infer_config({"backbone.0.0.weight": np.zeros(1)})
 
 
+@needs_torch
 def test_convert_errors_name_the_file(tmp_path, capsys):
     assert cli.main(["convert", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o")]) == 1
     assert "nope.pth: no such checkpoint file" in capsys.readouterr().err
@@ -227,6 +238,7 @@ def test_convert_errors_name_the_file(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@needs_torch
 def test_resnet18_round_trip_through_torch_keys(tmp_path):
     """A ResNet-18 AiLUT saved with the original's key names converts back exactly."""
     from ailut_jax.convert import key_mapping
@@ -279,9 +291,13 @@ def test_resnet18_round_trip_through_torch_keys(tmp_path):
         load_resnet18_weights(empty_model(config), tv)
 
 
-@torch.no_grad()
 def _torch_resnet18_features(sd, img_hwc):
     """torchvision resnet18.eval() without fc, written with torch.nn.functional."""
+    with torch.no_grad():
+        return _torch_resnet18_impl(sd, img_hwc)
+
+
+def _torch_resnet18_impl(sd, img_hwc):
     p = "backbone.net."
 
     def bn(x, name):
