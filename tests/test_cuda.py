@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_op_inputs import fuzz_case
-from test_ops import CASES, FWD_TOL, assert_grads_close, grads, make_case
+from test_ops import CASES, PACKED_CASES, assert_matches_reference, grads, make_case
 
 from ailut_jax import ailut_transform, lut_transform
 from ailut_jax.ops._native import TARGETS, load_module
@@ -44,27 +44,13 @@ def test_cuda_module_is_built_and_exposes_its_targets():
 @requires_gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch,h,w,d", CASES)
+@pytest.mark.parametrize("batch,h,w,d", CASES + PACKED_CASES)
 def test_cuda_matches_reference(dtype, batch, h, w, d):
     assert jax.default_backend() == "gpu"
     args = make_case(10 + d, batch, h, w, d, dtype)
     with jax.enable_x64(dtype == np.float64):
-        a = ailut_transform(*args, impl="ffi")
-        np.testing.assert_allclose(a, ailut_transform(*args, impl="reference"), **FWD_TOL[dtype])
-        assert_grads_close(
-            grads(ailut_transform, args, "ffi"), grads(ailut_transform, args, "reference"), dtype
-        )
-        img, lut, _ = args
-        np.testing.assert_allclose(
-            lut_transform(img, lut, impl="ffi"),
-            lut_transform(img, lut, impl="reference"),
-            **FWD_TOL[dtype],
-        )
-        assert_grads_close(
-            grads(lut_transform, (img, lut), "ffi"),
-            grads(lut_transform, (img, lut), "reference"),
-            dtype,
-        )
+        assert_matches_reference(ailut_transform, args, dtype)
+        assert_matches_reference(lut_transform, args[:2], dtype)
 
 
 @requires_gpu

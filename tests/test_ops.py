@@ -51,6 +51,14 @@ def assert_close(a, b, tol, what=""):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), err_msg=what, **tol)
 
 
+def assert_matches_reference(fn, args, dtype):
+    """Native forward and all gradients of ``fn`` (a transform) against the reference."""
+    out = fn(*args, impl="ffi")
+    assert out.shape == args[0].shape and out.dtype == dtype
+    assert_close(out, fn(*args, impl="reference"), FWD_TOL[dtype], "forward")
+    assert_grads_close(grads(fn, args, "ffi"), grads(fn, args, "reference"), dtype)
+
+
 def assert_grads_close(ga, gb, dtype):
     for name, a, b in zip(("img", "lut", "vertices"), ga, gb):
         scale = max(1.0, float(np.abs(np.asarray(b)).max()))
@@ -164,13 +172,7 @@ CASES = [
 def test_ailut_native_matches_reference(dtype, batch, h, w, d):
     args = make_case(10 + d, batch, h, w, d, dtype)
     with jax.enable_x64(dtype == np.float64):
-        a = ailut_transform(*args, impl="ffi")
-        b = ailut_transform(*args, impl="reference")
-        assert a.shape == args[0].shape and a.dtype == dtype
-        assert_close(a, b, FWD_TOL[dtype], "forward")
-        assert_grads_close(
-            grads(ailut_transform, args, "ffi"), grads(ailut_transform, args, "reference"), dtype
-        )
+        assert_matches_reference(ailut_transform, args, dtype)
 
 
 @requires_native
@@ -179,14 +181,7 @@ def test_ailut_native_matches_reference(dtype, batch, h, w, d):
 def test_lut_native_matches_reference(dtype, batch, h, w, d):
     img, lut, _ = make_case(20 + d, batch, h, w, d, dtype)
     with jax.enable_x64(dtype == np.float64):
-        a = lut_transform(img, lut, impl="ffi")
-        assert a.shape == img.shape and a.dtype == dtype
-        assert_close(a, lut_transform(img, lut, impl="reference"), FWD_TOL[dtype], "forward")
-        assert_grads_close(
-            grads(lut_transform, (img, lut), "ffi"),
-            grads(lut_transform, (img, lut), "reference"),
-            dtype,
-        )
+        assert_matches_reference(lut_transform, (img, lut), dtype)
 
 
 # The CPU kernels switch to an interleaved-LUT path once an image has at least 2 * D^3
@@ -201,27 +196,8 @@ def test_large_images_match_reference(dtype, batch, h, w, d):
     assert h * w >= 2 * d**3
     args = make_case(30 + d, batch, h, w, d, dtype)
     with jax.enable_x64(dtype == np.float64):
-        assert_close(
-            ailut_transform(*args, impl="ffi"),
-            ailut_transform(*args, impl="reference"),
-            FWD_TOL[dtype],
-            "forward",
-        )
-        assert_grads_close(
-            grads(ailut_transform, args, "ffi"), grads(ailut_transform, args, "reference"), dtype
-        )
-        img, lut, _ = args
-        assert_close(
-            lut_transform(img, lut, impl="ffi"),
-            lut_transform(img, lut, impl="reference"),
-            FWD_TOL[dtype],
-            "forward",
-        )
-        assert_grads_close(
-            grads(lut_transform, (img, lut), "ffi"),
-            grads(lut_transform, (img, lut), "reference"),
-            dtype,
-        )
+        assert_matches_reference(ailut_transform, args, dtype)
+        assert_matches_reference(lut_transform, args[:2], dtype)
 
 
 @requires_native
@@ -250,30 +226,13 @@ def test_edge_pixels_exactly_on_vertices_and_bounds(dtype):
     img = np.stack(np.meshgrid(vals, vals, indexing="ij"), -1)  # (n, n, 2)
     img = np.concatenate([img, img[..., :1][::-1]], -1)[None].astype(dtype)
     with jax.enable_x64(dtype == np.float64):
-        args = (img, lut, verts)
-        assert_close(
-            ailut_transform(*args, impl="ffi"),
-            ailut_transform(*args, impl="reference"),
-            FWD_TOL[dtype],
-        )
-        assert_grads_close(
-            grads(ailut_transform, args, "ffi"), grads(ailut_transform, args, "reference"), dtype
-        )
+        assert_matches_reference(ailut_transform, (img, lut, verts), dtype)
         # Uniform grid: values i/(D-1) sit exactly on the grid.
         grid = np.arange(d, dtype=dtype) / dtype(d - 1)
         img_u = np.stack(
             [*np.meshgrid(grid, grid[::-1], indexing="ij"), np.full((d, d), grid[3])], -1
         )[None].astype(dtype)
-        assert_close(
-            lut_transform(img_u, lut, impl="ffi"),
-            lut_transform(img_u, lut, impl="reference"),
-            FWD_TOL[dtype],
-        )
-        assert_grads_close(
-            grads(lut_transform, (img_u, lut), "ffi"),
-            grads(lut_transform, (img_u, lut), "reference"),
-            dtype,
-        )
+        assert_matches_reference(lut_transform, (img_u, lut), dtype)
 
 
 @requires_native
