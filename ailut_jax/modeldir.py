@@ -76,9 +76,11 @@ def save_model_dir(
     old = None
     try:
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp / PARAMS_DIR, _saved_state(model))
-        checkpointer.wait_until_finished()
-        checkpointer.close()
+        try:
+            checkpointer.save(tmp / PARAMS_DIR, _saved_state(model))
+            checkpointer.wait_until_finished()
+        finally:
+            checkpointer.close()
         with open(tmp / CONFIG_FILE, "w") as f:
             f.write(text + "\n")
             f.flush()
