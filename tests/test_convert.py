@@ -184,11 +184,17 @@ def test_xyz_checkpoint_converts_and_runs(tmp_path, forward):
     assert cli.main(["convert", str(XYZ), "--out", str(out)]) == 0
     model = load_model_dir(out)
     assert model.config == ModelConfig() and count_params(model) == 619_724
-    img = jax.random.uniform(jax.random.key(0), (1, 64, 96, 3))
-    res = forward(model, img)
-    assert np.isfinite(np.asarray(res.output)).all()
+    # The photo stands in for an XYZ input; what matters is agreement with PyTorch.
+    img = _photo((96, 64))
+    res = forward(model, jnp.asarray(img)[None])
+    ref_out, _, ref_vertices, ref_w = _torch_adaint(_torch_state_dict(XYZ), img)
+    np.testing.assert_allclose(res.weights[0], ref_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.vertices[0], ref_vertices, atol=1e-6)
+    diff = np.abs(_quantize(np.asarray(res.output[0])) - _quantize(ref_out))
+    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
     v = np.asarray(res.vertices[0])
     assert np.all(np.diff(v, axis=-1) > 0)
+    assert np.abs(v - np.arange(33) / 32).max() > 0.01
 
 
 def _official_state_dict():
