@@ -1,0 +1,134 @@
+"""Training step: optimizer groups and freeze, pmap over 2 CPU devices == one device, one trace."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from ailut_jax.models import AiLUT, ModelConfig
+from ailut_jax.train import base_config
+from ailut_jax.train import step as step_lib
+
+
+def test_adaint_lr_is_a_tenth_and_frozen_for_n_fix_iters():
+    optim = base_config().optim
+    optim.lr, optim.n_fix_iters = 1e-2, 2
+    tx = step_lib.make_optimizer(optim)
+    params = {"adaint": {"w": jnp.zeros(3)}, "backbone": {"w": jnp.zeros(3)}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = tx.init(params)
+    history = []
+    for _ in range(4):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        history.append(jax.tree.map(lambda x: float(x[0]), params))
+    # Adam on a constant gradient moves each parameter by lr per step (bias-corrected).
+    main = [h["backbone"]["w"] for h in history]
+    np.testing.assert_allclose(main, [-0.01, -0.02, -0.03, -0.04], rtol=1e-5)
+    adaint = [h["adaint"]["w"] for h in history]
+    # Frozen for two steps, then 0.1x the learning rate with a fresh Adam state.
+    np.testing.assert_allclose(adaint, [0.0, 0.0, -0.001, -0.002], rtol=1e-5)
+
+
+def test_labels_select_exactly_the_adaint_parameters():
+    model = AiLUT(ModelConfig(n_vertices=9, input_size=64), rngs=nnx.Rngs(0))
+    _, params, _, _ = step_lib.split_model(model)
+    labels = jax.tree_util.tree_leaves_with_path(step_lib.param_labels(params))
+    adaint = sorted(jax.tree_util.keystr(p) for p, label in labels if label == "adaint")
+    assert adaint == [
+        "['adaint']['intervals_generator']['bias'].value",
+        "['adaint']['intervals_generator']['kernel'].value",
+    ]
+    assert sum(label == "main" for _, label in labels) == len(labels) - 2
+
+
+def _setup(distill: bool):
+    config = base_config()
+    config.optim.lr, config.optim.n_fix_iters = 1e-3, 0
+    config.distill.targets = "output,lut,vertices"
+    # No dropout: the per-device masks of a pmap run cannot equal one global mask.
+    mcfg = ModelConfig(n_vertices=9, input_size=64, dropout=0.0)
+    graphdef, params, stats, rng_state = step_lib.split_model(AiLUT(mcfg, rngs=nnx.Rngs(0)))
+    tx = step_lib.make_optimizer(config.optim)
+    teacher_model = AiLUT(mcfg, rngs=nnx.Rngs(1))
+    _, t_params, t_stats, _ = step_lib.split_model(teacher_model)
+    cfg = step_lib.step_config(config, distill=distill)
+    return graphdef, params, stats, rng_state, tx, cfg, (t_params, t_stats)
+
+
+@pytest.mark.parametrize(
+    "distill,optimizer",
+    [(False, "sgd"), (True, "adam")],
+    ids=["teacher-sgd", "student-adam"],
+)
+def test_pmap_step_on_two_devices_equals_single_device_step(distill, optimizer):
+    devices = jax.local_devices()
+    assert len(devices) == 2, "conftest forces 2 CPU devices"
+    graphdef, params, stats, rng_state, tx, cfg, teacher = _setup(distill)
+    if optimizer == "sgd":
+        # Adam turns a gradient near zero into a full +-lr step, so f32 summation-order
+        # noise (one sum over 4 images vs two sums over 2) flips the sign of a few
+        # updates. SGD keeps the comparison about the gradient averaging itself.
+        tx = optax.sgd(0.01)
+    opt_state = tx.init(params)
+    rng = np.random.default_rng(0)
+    batches = [
+        {
+            "input": rng.random((4, 24, 32, 3), dtype=np.float32),
+            "target": rng.random((4, 24, 32, 3), dtype=np.float32),
+        }
+        for _ in range(3)
+    ]
+    key = jax.random.key(3)
+    tgd = graphdef if distill else None
+    single = jax.jit(step_lib.make_train_step(graphdef, rng_state, tx, cfg, teacher_graphdef=tgd))
+    traces = []
+    p_step = step_lib.pmap_train_step(
+        step_lib.make_train_step(
+            graphdef,
+            rng_state,
+            tx,
+            cfg,
+            axis_name=step_lib.AXIS,
+            teacher_graphdef=tgd,
+            trace_counter=traces,
+        )
+    )
+    t_single = teacher if distill else None
+    t_rep = step_lib.replicate(teacher, devices) if distill else None
+    s_params, s_stats, s_opt = params, stats, opt_state
+    p_params, p_stats, p_opt = (step_lib.replicate(x, devices) for x in (params, stats, opt_state))
+    for i, batch in enumerate(batches):
+        s_params, s_stats, s_opt, s_metrics = single(
+            s_params, s_stats, s_opt, batch, key, jnp.int32(i), t_single
+        )
+        p_params, p_stats, p_opt, p_metrics = p_step(
+            p_params, p_stats, p_opt, step_lib.shard_batch(batch, 2), key, jnp.int32(i), t_rep
+        )
+        if i == 0 or optimizer == "sgd":
+            np.testing.assert_allclose(
+                float(p_metrics["grad_norm"][0]), float(s_metrics["grad_norm"]), rtol=1e-5
+            )
+    assert len(traces) == 1, "the pmap step must trace once"
+    if optimizer == "adam":
+        return  # see above: only the first step's gradient is comparable
+    got = step_lib.unreplicate(p_params)
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(s_params), jax.tree_util.tree_leaves(got)
+    ):
+        np.testing.assert_allclose(
+            np.asarray(a), b, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path)
+        )
+    # Both replicas hold the same parameters, and the metrics are the global-batch ones.
+    for leaf in jax.tree_util.tree_leaves(p_params):
+        np.testing.assert_array_equal(np.asarray(leaf[0]), np.asarray(leaf[1]))
+    np.testing.assert_allclose(float(p_metrics["loss"][0]), float(s_metrics["loss"]), rtol=1e-5)
+    if distill:
+        assert float(s_metrics["distill"]) > 0
+    # The step moved the parameters (a no-op step would pass the comparison trivially).
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), s_params, params)
+    assert max(jax.tree_util.tree_leaves(moved)) > 1e-4
