@@ -160,7 +160,10 @@ def load_model_dir(path: str | os.PathLike):
     )
     checkpointer = ocp.StandardCheckpointer()
     try:
+        _check_saved_shapes(checkpointer, params_path, target, config)
         restored = checkpointer.restore(params_path, target)
+    except ModelDirError:
+        raise
     except Exception as exc:  # orbax raises many types for a damaged tree
         raise ModelDirError(
             f"{params_path}: cannot restore parameters for {config} ({type(exc).__name__}: {exc})"
@@ -177,6 +180,43 @@ def load_model_dir(path: str | os.PathLike):
     nnx.replace_by_pure_dict(state, restored)
     nnx.update(model, state)
     return model
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+    import jax
+
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _check_saved_shapes(checkpointer, params_path: Path, target, config) -> None:
+    """Compare the saved tree with the one ``config`` needs before reading any array.
+
+    A mismatch found only during the restore leaves orbax's readers half-way; checking
+    the metadata first also gives an error that names the offending parameters.
+    """
+    try:
+        metadata = checkpointer.metadata(params_path)
+    except Exception as exc:  # a missing or unreadable _METADATA / tree
+        raise ModelDirError(
+            f"{params_path}: unreadable parameter checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    saved = _flat_shapes(getattr(metadata, "item_metadata", metadata) or {})
+    if not saved:
+        raise ModelDirError(f"{params_path}: damaged parameter checkpoint (no array metadata)")
+    wanted = _flat_shapes(target)
+    problems = [f"missing {k}" for k in sorted(set(wanted) - set(saved))]
+    problems += [f"unexpected {k}" for k in sorted(set(saved) - set(wanted))]
+    problems += [
+        f"{k} saved {saved[k]}, config needs {wanted[k]}"
+        for k in sorted(set(saved) & set(wanted))
+        if saved[k] != wanted[k]
+    ]
+    if problems:
+        shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
+        raise ModelDirError(f"{params_path}: parameters do not fit {config}: {shown}")
 
 
 def model_dir_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -398,8 +398,19 @@ def test_model_dir_errors(tmp_path):
     # Config and parameters that disagree (D=9 saved, D=17 claimed).
     doc["model"]["n_vertices"] = 17
     (tmp_path / "good" / "config.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelDirError, match="cannot restore parameters|do not match"):
+    with pytest.raises(ModelDirError, match=r"basis_luts saved \(2, 3, 9, 9, 9\), config needs"):
         load_model_dir(tmp_path / "good")
+    # Damaged array data and a damaged tree description.
+    save_model_dir(tmp_path / "damaged", _small_model())
+    data = [p for p in (tmp_path / "damaged" / "params").rglob("*") if p.is_file()]
+    for p in data:
+        if "ocdbt.process" in str(p) and p.parent.name == "d":
+            p.write_bytes(b"garbage")
+    with pytest.raises(ModelDirError, match="damaged/params: cannot restore parameters"):
+        load_model_dir(tmp_path / "damaged")
+    (tmp_path / "damaged" / "params" / "_METADATA").unlink()
+    with pytest.raises(ModelDirError, match="damaged/params: damaged parameter checkpoint"):
+        load_model_dir(tmp_path / "damaged")
     save_model_dir(tmp_path / "noparams", _small_model())
     import shutil
 
