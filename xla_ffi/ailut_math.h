@@ -208,10 +208,14 @@ AILUT_HD void pixel_backward(const T* lut, int64_t d, const AxisPos<T>& r, const
 // Gradients of one channel's position with respect to the pixel value and to the two
 // vertices of its cell, from G = d loss / d t.
 template <typename T>
+// One division, then products: the three quotients differ from the reference's by a
+// rounding of 1/denom, well inside the gradient tolerances, and divisions dominated the
+// backward's per-pixel cost.
 AILUT_HD void axis_grads(const AxisPos<T>& p, T G, T* d_x, T* d_v0, T* d_v1) {
-  *d_x = G / p.denom;
-  *d_v0 = -G * (T(1) - p.t) / p.denom;
-  *d_v1 = -G * p.t / p.denom;
+  const T g = G / p.denom;
+  *d_x = g;
+  *d_v0 = -g * (T(1) - p.t);
+  *d_v1 = -g * p.t;
 }
 
 }  // namespace ailut
