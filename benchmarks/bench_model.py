@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import median_ms, save_results
 
 SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official" / "AiLUT-FiveK-sRGB.pth"
@@ -40,19 +40,6 @@ def _load_model():
         except ImportError:
             pass
     return AiLUT(ModelConfig(), rngs=nnx.Rngs(0)), "random init (seed 0)"
-
-
-def _median_ms(fn, args, repeats, warmup=2):
-    import jax
-
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def run_one(impl: str, size: str, repeats: int) -> dict:
@@ -87,10 +74,10 @@ def run_one(impl: str, size: str, repeats: int) -> dict:
     t0 = time.perf_counter()
     jax.block_until_ready(full_jit(state, img))
     first_call_s = time.perf_counter() - t0
-    full_ms = _median_ms(full_jit, (state, img), repeats)
-    branch_ms = _median_ms(jax.jit(thumbnail_branch), (state, img), repeats)
+    full_ms = median_ms(full_jit, (state, img), repeats)
+    branch_ms = median_ms(jax.jit(thumbnail_branch), (state, img), repeats)
     enhancer = Enhancer(model, impl=impl)  # what `ailut enhance` runs: three jitted stages
-    enhancer_ms = _median_ms(lambda x: enhancer.predict(x)["output"], (img,), repeats)
+    enhancer_ms = median_ms(lambda x: enhancer.predict(x)["output"], (img,), repeats)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     xla_bytes = None
     if mem is not None:
@@ -165,17 +152,7 @@ def main() -> None:
             f"| {r['size']} ({r['width']}x{r['height']}) | {name} | {r['full_ms']:.1f} | "
             f"{r['enhancer_ms']:.1f} | {r['thumbnail_branch_ms']:.1f} | {r['peak_rss_mib']:.0f} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "jax": jax.__version__,
-        "repeats": args.repeats,
-    }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    out = save_results(args.out, rows, repeats=args.repeats)
     print(f"\nsaved {out}")
 
 

@@ -11,16 +11,12 @@ identity plus noise and the vertices are non-uniform. Prints a table and writes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import median_ms, save_results
 
 from ailut_jax import ailut_transform, native_available
 
@@ -62,17 +58,6 @@ def build(impl: str, mode: str):
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
 
 
-def time_fn(fn, args, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -100,7 +85,7 @@ def main() -> None:
         inputs = make_inputs(h, w, args.d, source=args.input)
         for mode in ("forward", "forward+backward"):
             ms = {
-                impl: time_fn(build(impl, mode), inputs, args.repeats)
+                impl: median_ms(build(impl, mode), inputs, args.repeats)
                 for impl in ("ffi", "reference")
             }
             rows.append(
@@ -129,19 +114,7 @@ def main() -> None:
             f"| {r['size']} ({r['width']}x{r['height']}) | {r['mode']} | {r['native_ms']:.2f} | "
             f"{r['reference_ms']:.2f} | {r['speedup']:.1f}x |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "backend": backend,
-        "device": str(jax.devices()[0]),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "jax": jax.__version__,
-        "d": args.d,
-        "input": args.input,
-        "repeats": args.repeats,
-    }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    out = save_results(args.out, rows, d=args.d, input=args.input, repeats=args.repeats)
     print(f"\nsaved {out}")
 
 
