@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.999
     c.optim.eps = 1e-8
     c.optim.weight_decay = 0.0
+    # "constant" (the original) or "cosine" (warmup, then decay to 0 over each generation).
+    c.optim.schedule = "constant"
+    c.optim.warmup_steps = 0
     c.optim.adaint_lr_mult = 0.1
     # AdaInt is frozen for the first 5 epochs (22,500 iterations at batch 1).
     c.optim.n_fix_iters = 22_500
@@ -169,6 +172,11 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     need(c.impl in IMPLS, f"config.impl must be one of {IMPLS}, got {c.impl!r}")
     need(c.optim.lr > 0, f"config.optim.lr must be > 0, got {c.optim.lr}")
     need(c.optim.n_fix_iters >= 0, "config.optim.n_fix_iters must be >= 0")
+    need(
+        c.optim.schedule in ("constant", "cosine"),
+        f"config.optim.schedule must be 'constant' or 'cosine', got {c.optim.schedule!r}",
+    )
+    need(c.optim.warmup_steps >= 0, "config.optim.warmup_steps must be >= 0")
     need(c.log_every >= 1, f"config.log_every must be >= 1, got {c.log_every}")
     need(c.eval_every >= 0, "config.eval_every must be >= 0")
     need(c.checkpoint_every >= 1, "config.checkpoint_every must be >= 1")

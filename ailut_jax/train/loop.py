@@ -127,7 +127,7 @@ class _Generation:
         self.seed = config.seed + generation
         model = AiLUT(model_config(config), rngs=nnx.Rngs(self.seed))
         self.graphdef, self.params, self.batch_stats, self.rng_state = step_lib.split_model(model)
-        self.tx = step_lib.make_optimizer(config.optim)
+        self.tx = step_lib.make_optimizer(config.optim, config.steps)
         self.opt_state = self.tx.init(self.params)
         self.key = jax.random.key(self.seed)
 

@@ -59,19 +59,33 @@ def param_labels(params):
     )
 
 
-def make_optimizer(optim) -> optax.GradientTransformation:
+def learning_rate(optim, peak: float, steps: int):
+    """Constant ``peak`` (the original) or, with ``optim.schedule == "cosine"``, a linear
+    warmup over ``optim.warmup_steps`` then cosine decay to 0 at ``steps``."""
+    if optim.schedule == "constant":
+        return peak
+    warmup = min(optim.warmup_steps, max(steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(steps, warmup + 1))
+
+
+def make_optimizer(optim, steps: int = 1) -> optax.GradientTransformation:
     """Adam (AdamW when ``weight_decay``) at ``lr``; AdaInt at ``adaint_lr_mult * lr``,
-    frozen for its first ``n_fix_iters`` steps."""
+    frozen for its first ``n_fix_iters`` steps. ``steps``: length of a generation (for
+    a decaying schedule; AdaInt's schedule starts when it is released)."""
 
     def adam(lr):
         if optim.weight_decay:
             return optax.adamw(lr, optim.b1, optim.b2, optim.eps, weight_decay=optim.weight_decay)
         return optax.adam(lr, optim.b1, optim.b2, optim.eps)
 
+    adaint_steps = max(steps - optim.n_fix_iters, 1)
     return optax.multi_transform(
         {
-            "main": adam(optim.lr),
-            "adaint": frozen_for(adam(optim.lr * optim.adaint_lr_mult), optim.n_fix_iters),
+            "main": adam(learning_rate(optim, optim.lr, steps)),
+            "adaint": frozen_for(
+                adam(learning_rate(optim, optim.lr * optim.adaint_lr_mult, adaint_steps)),
+                optim.n_fix_iters,
+            ),
         },
         param_labels,
     )
@@ -157,7 +171,8 @@ def make_train_step(
             # Built inside the differentiated function: nnx variables may only be
             # mutated (the dropout RNG count) at the trace level that created them.
             dropout_state = _with_dropout_key(rng_state, key)
-            model = nnx.merge(graphdef, params, batch_stats, dropout_state)
+            stats = jax.tree.map(lambda x: x, batch_stats)
+            model = nnx.merge(graphdef, params, stats, dropout_state)
             out = model(inp, deterministic=False, impl=cfg.impl)
             loss, terms = losses.total_loss(
                 out,

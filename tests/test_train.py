@@ -1,0 +1,310 @@
+"""End-to-end training: FiveK / PPR10K configs on tiny real-layout folders, born-again
+results, model directories, config errors, non-finite loss, kill-and-resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from ailut_jax.train import ConfigError, TrainingDiverged, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket)
+
+
+def load_config(name: str, arg: str | None = None):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def _crop(k: int, size=(48, 64)) -> np.ndarray:
+    img = PHOTOS[k % len(PHOTOS)]()
+    y, x = 40 + 9 * k, 60 + 13 * k
+    return np.ascontiguousarray(img[y : y + size[0], x : x + size[1]])
+
+
+def _retouch(img: np.ndarray) -> np.ndarray:
+    f = (img / 255.0) ** 0.8 * np.array([1.0, 0.97, 0.9])
+    return np.rint(np.clip(f, 0, 1) * 255).astype(np.uint8)
+
+
+def make_fivek(root: Path) -> Path:
+    """FiveK's 480p layout: input/JPG/480p and expertC/JPG/480p, ids a0001.. (a4501+ test)."""
+    for k, image_id in enumerate(("a0001", "a0002", "a0003", "a4501", "a4502")):
+        img = _crop(k)
+        for sub, arr in (("input", img), ("expertC", _retouch(img))):
+            (root / sub / "JPG/480p").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / sub / "JPG/480p" / f"{image_id}.jpg", quality=95)
+    return root
+
+
+def make_ppr10k(root: Path) -> Path:
+    """PPR10K's flat layout: source/ and source_aug_6/ 16-bit TIFF, target_a/ 8-bit TIFF."""
+    import tifffile
+
+    for k, image_id in enumerate(("0_0", "12_3", "1400_1")):
+        img = _crop(k, (40, 48))
+        img16 = img.astype(np.uint16) * 257
+        for sub in ("source", "source_aug_6", "target_a"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / "source" / f"{image_id}.tif", img16, photometric="rgb")
+        for j in range(2):
+            tifffile.imwrite(
+                root / "source_aug_6" / f"{image_id}_{j}.tif", img16 // (j + 1), photometric="rgb"
+            )
+        tifffile.imwrite(root / "target_a" / f"{image_id}.tif", _retouch(img), photometric="rgb")
+    return root
+
+
+def tiny(config, data_dir: Path, source: Path, **overrides):
+    """A two-step-per-generation version of a real config (small model and crops)."""
+    config.data.source = str(source)
+    config.data.data_dir = str(data_dir)
+    config.model.n_vertices = 9
+    config.model.input_size = 64
+    config.batch_size = 2  # one image on each of the two test devices
+    config.data.crop_size = 32
+    config.steps = 2
+    config.generations = 2
+    config.log_every = 1
+    config.eval_every = 0
+    config.checkpoint_every = 1
+    config.keep_checkpoints = 2
+    config.optim.n_fix_iters = 1
+    config.progress = False
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def fivek_root(tmp_path_factory):
+    return make_fivek(tmp_path_factory.mktemp("FiveK"))
+
+
+@pytest.fixture(scope="module")
+def fivek_data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+def _params(model_dir: Path) -> dict:
+    import jax
+    from flax import nnx
+
+    from ailut_jax.modeldir import load_model_dir
+
+    model = load_model_dir(model_dir)
+    flat = jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in flat}
+
+
+def test_fivek_config_trains_born_again_end_to_end(tmp_path, fivek_root, fivek_data_dir):
+    config = tiny(load_config("fivek_srgb"), fivek_data_dir, fivek_root)
+    workdir = tmp_path / "run"
+    result = train(config, workdir)
+
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == [
+        "identity (input unchanged)",
+        "teacher (gen 0)",
+        "student (gen 1)",
+        "ensemble of 2 generations",
+    ]
+    for r in rows.values():
+        assert np.isfinite([r["psnr"], r["ssim"], r["delta_e"]]).all()
+        assert 5 < r["psnr"] < 60 and 0 < r["ssim"] <= 1
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["rows"] == result["rows"] and saved["test_images"] == 2
+    assert "| student (gen 1) |" in (workdir / "results.md").read_text()
+    for gen in (0, 1):
+        gdir = workdir / f"gen{gen}"
+        for name in ("grid.png", "vertices.png"):
+            assert (gdir / name).stat().st_size > 1000
+        ev = json.loads((gdir / "eval.json").read_text())
+        assert ev["psnr"] == pytest.approx(rows[list(rows)[gen + 1]]["psnr"])
+    # Students start from their own initialisation: the generations differ.
+    p0, p1 = _params(workdir / "gen0/model"), _params(workdir / "gen1/model")
+    assert any(not np.array_equal(p0[k], p1[k]) for k in p0)
+    assert _params(workdir / "model").keys() == p1.keys()
+    assert all(np.array_equal(_params(workdir / "model")[k], p1[k]) for k in p1)
+    # Metrics: CSV and TensorBoard events.
+    csv_text = (workdir / "metrics.csv").read_text()
+    assert "generation,global_step,step,name,value" in csv_text
+    assert ",distill," in csv_text and ",loss," in csv_text
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    # Checkpoints: the last K, numbered by global step (generation * steps + step).
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [3, 4]
+
+    # The deployed model is accepted by `ailut enhance`.
+    from ailut_jax.cli import main as ailut_main
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_crop(1)).save(photo)
+    out = tmp_path / "enhanced"
+    assert (
+        ailut_main(
+            ["enhance", "--checkpoint", str(workdir / "model"), "--out", str(out), str(photo)]
+        )
+        == 0
+    )
+    assert len(list(out.iterdir())) == 1
+
+    # Running again resumes at the end: nothing is retrained, the results are the same.
+    again = train(config, workdir)
+    assert again["rows"] == result["rows"]
+
+
+def test_ppr10k_config_trains_resnet18_end_to_end(tmp_path):
+    root = make_ppr10k(tmp_path / "PPR10K")
+    config = tiny(load_config("ppr10k"), tmp_path / "tfds", root, generations=1)
+    config.model.input_size = 32
+    config.data.crop_size = 0
+    config.data.resize_to = 48
+    result = train(config, tmp_path / "run")
+    assert [r["model"] for r in result["rows"]] == ["identity (input unchanged)", "teacher (gen 0)"]
+    assert np.isfinite(result["rows"][1]["psnr"])
+    from ailut_jax.modeldir import read_model_dir_config
+
+    mcfg, meta = read_model_dir_config(tmp_path / "run/model")
+    assert (mcfg.backbone, mcfg.n_ranks) == ("resnet18", 5) and meta["generation"] == 0
+
+
+def test_config_errors_are_reported_before_any_work(tmp_path, fivek_root):
+    import ml_collections
+
+    base = tiny(load_config("fivek_srgb"), tmp_path / "tfds", fivek_root)
+    workdir = tmp_path / "run"
+
+    unknown = ml_collections.ConfigDict(base.to_dict())
+    unknown.model.n_vertex = 9
+    unknown.stepz = 3
+    with pytest.raises(ConfigError) as err:
+        train(unknown, workdir)
+    assert "config.model.n_vertex" in str(err.value) and "config.stepz" in str(err.value)
+
+    as_dict = base.to_dict()
+    as_dict["steps"] = "ten"
+    as_dict["optim"]["lr"] = True
+    wrong = ml_collections.ConfigDict(as_dict)
+    with pytest.raises(ConfigError) as err:
+        train(wrong, workdir)
+    assert "config.steps must be int" in str(err.value) and "config.optim.lr" in str(err.value)
+
+    missing = ml_collections.ConfigDict(base.to_dict())
+    missing.data.source = ""
+    with pytest.raises(ConfigError, match="not built .* config.data.source"):
+        train(missing, workdir)
+    missing.data.source = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="nowhere does not exist"):
+        train(missing, workdir)
+    assert not workdir.exists() and not (tmp_path / "tfds").exists()
+
+    # The command line rejects unknown keys and wrong types before importing JAX work.
+    for flag in ("--config.nope=1", "--config.steps=abc"):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), flag, "--workdir", str(workdir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0 and not workdir.exists(), proc.stderr[-2000:]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, fivek_root, fivek_data_dir):
+    config = tiny(load_config("fivek_srgb"), fivek_data_dir, fivek_root, steps=6)
+    config.optim.lr = 1e30
+    config.optim.n_fix_iters = 0
+    workdir = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="non-finite") as err:
+        train(config, workdir)
+    message = str(err.value)
+    assert "generation 0" in message and "Last good checkpoint" in message
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    failed_step = int(message.split("step ")[1].split(".")[0])
+    assert kept and max(kept) < failed_step
+    assert not (workdir / "results.json").exists()
+
+
+def _train_cmd(workdir: Path, data_dir: Path, source: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--config",
+        str(ROOT / "configs/fivek_srgb.py"),
+        "--workdir",
+        str(workdir),
+        f"--config.data.source={source}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.data.crop_size=32",
+        "--config.batch_size=2",
+        "--config.model.n_vertices=9",
+        "--config.model.input_size=64",
+        "--config.steps=6",
+        "--config.generations=2",
+        "--config.checkpoint_every=2",
+        "--config.optim.n_fix_iters=2",
+        "--config.log_every=1",
+        "--config.eval_every=0",
+        "--config.progress=False",
+    ]
+
+
+def test_sigkill_mid_generation_then_resume_is_bit_identical(tmp_path, fivek_root, fivek_data_dir):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env["JAX_PLATFORMS"] = "cpu"
+    reference = tmp_path / "reference"
+    proc = subprocess.run(
+        _train_cmd(reference, fivek_data_dir, fivek_root),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    workdir = tmp_path / "killed"
+    cmd = _train_cmd(workdir, fivek_data_dir, fivek_root)
+    killed = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    seen = []
+    for line in killed.stdout:
+        seen.append(line)
+        # Mid-generation of the first student: its teacher must come back from disk too.
+        if line.startswith("checkpoint: generation 1 step 2"):
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    assert not (workdir / "results.json").exists()
+    assert (workdir / "gen0/model/config.json").exists()
+    assert not (workdir / "gen1").exists()
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from checkpoint" in resumed.stdout
+    for gen in ("gen0", "gen1"):
+        want, got = _params(reference / gen / "model"), _params(workdir / gen / "model")
+        assert want.keys() == got.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{gen} {k}")
+    a = json.loads((reference / "results.json").read_text())["rows"]
+    b = json.loads((workdir / "results.json").read_text())["rows"]
+    assert a == b
