@@ -62,6 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.crop_size = 0
     # Resize after the ratio crop (PPR10K: 448); 0 = no resize.
     c.data.resize_to = 0
+    # With the ratio crop, trim each crop to a multiple of this many pixels (top-left
+    # kept) so that jit compiles a few dozen shapes instead of one per step (0 = off).
+    c.data.shape_multiple = 32
     c.data.flip_prob = 0.5
     c.data.brightness = 0.2
     c.data.saturation = 0.2
@@ -179,6 +182,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     need(c.optim.warmup_steps >= 0, "config.optim.warmup_steps must be >= 0")
     need(c.log_every >= 1, f"config.log_every must be >= 1, got {c.log_every}")
     need(c.eval_every >= 0, "config.eval_every must be >= 0")
+    need(c.data.shape_multiple >= 0, "config.data.shape_multiple must be >= 0")
     need(c.checkpoint_every >= 1, "config.checkpoint_every must be >= 1")
     need(c.keep_checkpoints >= 1, "config.keep_checkpoints must be >= 1")
     need(c.distill.weight >= 0, "config.distill.weight must be >= 0")

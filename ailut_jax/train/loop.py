@@ -337,7 +337,7 @@ def _train_generation(
 
     try:
         for step in range(step0, config.steps):
-            batch = step_lib.shard_batch(next(it), n_dev)
+            batch = step_lib.shard_batch(_trim(next(it), config.data.shape_multiple), n_dev)
             params, stats, opt_state, metrics = p_step(
                 params, stats, opt_state, batch, g.key, jnp.int32(step), teacher_rep
             )
@@ -378,6 +378,19 @@ def _train_generation(
     finally:
         bar.close()
     sync_host()
+
+
+def _trim(batch: dict, multiple: int) -> dict:
+    """Cut ``(B, H, W, 3)`` images down to multiples of ``multiple`` (sides shorter than
+    ``multiple`` are kept)."""
+    if multiple <= 1:
+        return batch
+    h, w = batch["input"].shape[1:3]
+    h2 = h - h % multiple if h >= multiple else h
+    w2 = w - w % multiple if w >= multiple else w
+    if (h2, w2) == (h, w):
+        return batch
+    return dict(batch, input=batch["input"][:, :h2, :w2], target=batch["target"][:, :h2, :w2])
 
 
 def _finish_generation(config, workdir, g, forward, examples, is_main) -> dict:
