@@ -132,3 +132,15 @@ def test_pmap_step_on_two_devices_equals_single_device_step(distill, optimizer):
     # The step moved the parameters (a no-op step would pass the comparison trivially).
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), s_params, params)
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4
+
+
+def test_ratio_crops_are_trimmed_to_few_shapes():
+    from ailut_jax.train.loop import _trim
+
+    batch = {"input": np.zeros((1, 301, 455, 3)), "target": np.ones((1, 301, 455, 3)), "id": ["a"]}
+    out = _trim(batch, 32)
+    assert out["input"].shape == out["target"].shape == (1, 288, 448, 3)
+    assert out["id"] == ["a"]
+    small = {"input": np.zeros((1, 20, 40, 3)), "target": np.zeros((1, 20, 40, 3))}
+    assert _trim(small, 32)["input"].shape == (1, 20, 32, 3)
+    assert _trim(batch, 0) is batch
