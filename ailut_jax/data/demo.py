@@ -232,7 +232,11 @@ class DemoConfig(tfds.core.BuilderConfig):
 class AilutDemo(PairBuilder):
     """Built-in demo pairs: degraded real photos -> originals (or a .cube grade of them)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.1.0": "FiveK-like retouch family (under-exposed, flat, desaturated, colour cast).",
+        "1.0.0": "First version: exposure to a random brightness, white balance, gamma.",
+    }
     BUILDER_CONFIGS = [
         DemoConfig(name="retouch", description="input: randomly retouched; target: original"),
         DemoConfig(
