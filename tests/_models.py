@@ -6,8 +6,13 @@ session's base temp folder and is reused by every test file that asks for it.
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
+
+from ailut_jax.models import empty_model
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
 SRGB_CHECKPOINT = OFFICIAL / "AiLUT-FiveK-sRGB.pth"
@@ -61,3 +66,21 @@ def photo(width: int = 722, height: int = 480) -> np.ndarray:
         pytest.skip(f"the test photo is not in this checkout ({PHOTO})")
     with Image.open(PHOTO) as im:
         return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
+
+
+def filled_model(config, seed=0, scale=0.1):
+    """A model with seeded numpy-random parameters: no JAX initialiser is compiled."""
+    model = empty_model(config)
+    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, x):
+        value = rng.normal(0, scale, x.shape)
+        if path[-1].key == "var":  # BatchNorm running variance
+            value = np.abs(value) + 0.5
+        return jnp.asarray(value.astype(np.float32))
+
+    pure = jax.tree_util.tree_map_with_path(fill, nnx.to_pure_dict(state))
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(model, state)
+    return model

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _models import filled_model
 from flax import nnx
 
 from ailut_jax import Enhancer, cli
@@ -41,24 +42,6 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch (the convert extra
 needs_official = pytest.mark.skipif(
     torch is None or not SRGB.is_file(), reason="needs torch and ../shared/official"
 )
-
-
-def _filled_model(config, seed=0, scale=0.1):
-    """A model with seeded numpy-random parameters: no JAX initialiser is compiled."""
-    model = empty_model(config)
-    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, x):
-        value = rng.normal(0, scale, x.shape)
-        if path[-1].key == "var":  # BatchNorm running variance
-            value = np.abs(value) + 0.5
-        return jnp.asarray(value.astype(np.float32))
-
-    pure = jax.tree_util.tree_map_with_path(fill, nnx.to_pure_dict(state))
-    nnx.replace_by_pure_dict(state, pure)
-    nnx.update(model, state)
-    return model
 
 
 # ------------------------------------------------ independent PyTorch reference
@@ -250,7 +233,7 @@ def test_resnet18_round_trip_through_torch_keys(tmp_path):
     from ailut_jax.convert import key_mapping
 
     config = ModelConfig(backbone="resnet18", n_ranks=5)
-    model = _filled_model(config, seed=1)
+    model = filled_model(config, seed=1)
     pure = nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
     sd = {}
     for key, (path, _) in key_mapping(config).items():
@@ -342,7 +325,7 @@ def _torch_resnet18_impl(sd, img_hwc):
 
 
 def _small_model(seed=0):
-    return _filled_model(ModelConfig(n_vertices=9, n_ranks=2), seed=seed)
+    return filled_model(ModelConfig(n_vertices=9, n_ranks=2), seed=seed)
 
 
 def test_model_dir_round_trip_is_bit_exact(tmp_path):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _models import filled_model
 from flax import nnx
 
 from ailut_jax import identity_lut, lut_transform, uniform_vertices
@@ -15,7 +16,6 @@ from ailut_jax.models import (
     ModelConfig,
     ModelOutput,
     count_params,
-    empty_model,
 )
 from ailut_jax.models.layers import adaptive_avg_pool, flatten_channel_major, resize_bilinear
 
@@ -36,24 +36,6 @@ def _split_model(config):
 def _model(**kw):
     """A fresh model object per call; each config is initialised once per session."""
     return nnx.merge(*_split_model(ModelConfig(**kw)))
-
-
-def _filled_model(config, seed=0, scale=0.1):
-    """A model with seeded numpy-random parameters: no JAX initialiser is compiled."""
-    model = empty_model(config)
-    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, x):
-        value = rng.normal(0, scale, x.shape)
-        if path[-1].key == "var":  # BatchNorm running variance
-            value = np.abs(value) + 0.5
-        return jnp.asarray(value.astype(np.float32))
-
-    pure = jax.tree_util.tree_map_with_path(fill, nnx.to_pure_dict(state))
-    nnx.replace_by_pure_dict(state, pure)
-    nnx.update(model, state)
-    return model
 
 
 @nnx.jit(static_argnames="deterministic")
@@ -147,7 +129,7 @@ def test_output_is_not_clamped():
 
 
 def test_baseline_without_adaint_uses_uniform_lut_transform():
-    model = _filled_model(ModelConfig(en_adaint=False))
+    model = filled_model(ModelConfig(en_adaint=False))
     assert model.adaint is None
     img = jax.random.uniform(jax.random.key(2), (1, 32, 32, 3))
     out = _run(model, img)
@@ -156,7 +138,7 @@ def test_baseline_without_adaint_uses_uniform_lut_transform():
 
 
 def test_shared_adaint_repeats_one_row():
-    model = _filled_model(ModelConfig(adaint_share=True))
+    model = filled_model(ModelConfig(adaint_share=True))
     kernel = model.adaint.intervals_generator.kernel
     kernel[...] = np.random.default_rng(3).normal(0, 0.01, kernel.shape).astype(np.float32)
     v = np.asarray(_run(model, jax.random.uniform(jax.random.key(4), (1, 32, 32, 3))).vertices[0])
@@ -186,7 +168,7 @@ def test_dropout_only_in_training():
 
 
 def test_resnet_batch_stats_update_in_training_only():
-    model = _filled_model(ModelConfig(backbone="resnet18", n_ranks=5))
+    model = filled_model(ModelConfig(backbone="resnet18", n_ranks=5))
     img = jax.random.uniform(jax.random.key(6), (2, 40, 40, 3))
     mean0 = np.asarray(model.backbone.bn1.mean[...])
     _run(model, img)
