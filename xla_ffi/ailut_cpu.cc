@@ -220,10 +220,7 @@ inline void store4(T* p, Vec4<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-template <typename T>
-bool use_packed(const Problem& p) {
-  return p.pixels >= 2 * p.d * p.d * p.d;
-}
+inline bool use_packed(const Problem& p) { return p.pixels >= 2 * p.d * p.d * p.d; }
 
 template <typename T>
 void pack_lut(const T* lut, int64_t d3, T* packed) {
@@ -280,13 +277,14 @@ void forward_all(const Problem& p, const T* img, const T* lut, const std::vector
                  T* out) {
   const int64_t total = p.batch * p.pixels;
   const int64_t d3 = p.d * p.d * p.d;
-  const bool packed = use_packed<T>(p);
+  const bool packed = use_packed(p);
   std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
   const int n = threads_for(total);
   if (packed) {
-    parallel_for(static_cast<int>(std::min<int64_t>(n, p.batch)), [&](int t) {
+    const int n_pack = static_cast<int>(std::min<int64_t>(n, p.batch));
+    parallel_for(n_pack, [&](int t) {
       int64_t begin, end;
-      static_range(p.batch, t, static_cast<int>(std::min<int64_t>(n, p.batch)), &begin, &end);
+      static_range(p.batch, t, n_pack, &begin, &end);
       for (int64_t b = begin; b < end; ++b)
         pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]);
     });
@@ -398,7 +396,7 @@ void backward_all(const Problem& p, const T* g_out, const T* img, const T* lut,
   const int64_t d3 = p.d * p.d * p.d;
   const int64_t lut_size = 3 * d3;
   const int64_t vert_size = 3 * p.d;
-  const bool packed = use_packed<T>(p);
+  const bool packed = use_packed(p);
   const int64_t part_size = packed ? 4 * d3 : lut_size;
   const int n = threads_for(p.pixels);
   std::vector<double> lut_part(static_cast<size_t>(n) * part_size);
