@@ -2,8 +2,12 @@
 
 Each is made once per test session (per xdist worker): the directory lives under the
 session's base temp folder and is reused by every test file that asks for it.
+
+The authors' files (checkpoints, a4739.jpg) are found by :func:`official_file` only:
+``$AILUT_OFFICIAL_DIR``, else ``../shared/official`` beside the repository.
 """
 
+import os
 from pathlib import Path
 
 import jax
@@ -14,21 +18,35 @@ from flax import nnx
 
 from ailut_jax.models import empty_model
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
-SRGB_CHECKPOINT = OFFICIAL / "AiLUT-FiveK-sRGB.pth"
-PHOTO = OFFICIAL / "a4739.jpg"
+REPO = Path(__file__).resolve().parents[1]
+SRGB_NAME = "AiLUT-FiveK-sRGB.pth"
+XYZ_NAME = "AiLUT-FiveK-XYZ.pth"
+PHOTO_NAME = "a4739.jpg"
+
+
+def official_dir() -> Path:
+    """Where the authors' files are: ``$AILUT_OFFICIAL_DIR`` or ``../shared/official``."""
+    env = os.environ.get("AILUT_OFFICIAL_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "official"
+
+
+def official_file(name: str) -> Path:
+    """One of the authors' files; the calling test is skipped (a failure in CI) if absent."""
+    path = official_dir() / name
+    if not path.is_file():
+        pytest.skip(f"{path} is missing (set AILUT_OFFICIAL_DIR to the authors' files)")
+    return path
 
 
 def official_srgb_dir(tmp_path_factory) -> Path:
     """The authors' FiveK sRGB checkpoint converted with ``ailut convert``."""
-    if not SRGB_CHECKPOINT.is_file():
-        pytest.skip(f"the authors' checkpoint is not in this checkout ({SRGB_CHECKPOINT})")
+    checkpoint = official_file(SRGB_NAME)
     pytest.importorskip("torch", reason="converting a .pth needs torch (pip install .[convert])")
     out = tmp_path_factory.getbasetemp() / "official-fivek-srgb"
     if not (out / "config.json").is_file():
         from ailut_jax.cli import main
 
-        assert main(["convert", str(SRGB_CHECKPOINT), "--out", str(out)]) == 0
+        assert main(["convert", str(checkpoint), "--out", str(out)]) == 0
     return out
 
 
@@ -62,9 +80,7 @@ def photo(width: int = 722, height: int = 480) -> np.ndarray:
     """a4739.jpg resized with PIL bicubic (722x480 is the FiveK 480p size), uint8."""
     from PIL import Image
 
-    if not PHOTO.is_file():
-        pytest.skip(f"the test photo is not in this checkout ({PHOTO})")
-    with Image.open(PHOTO) as im:
+    with Image.open(official_file(PHOTO_NAME)) as im:
         return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
 
 

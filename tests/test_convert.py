@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import _models
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,16 +33,15 @@ try:
 except ImportError:  # torch comes with the optional `convert` extra
     torch = F = None
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "official"
-if not OFFICIAL.is_dir():
-    OFFICIAL = Path("/work/shared/official")
-SRGB = OFFICIAL / "AiLUT-FiveK-sRGB.pth"
-XYZ = OFFICIAL / "AiLUT-FiveK-XYZ.pth"
-PHOTO = OFFICIAL / "a4739.jpg"
 needs_torch = pytest.mark.skipif(torch is None, reason="torch (the convert extra) not installed")
-needs_official = pytest.mark.skipif(
-    torch is None or not SRGB.is_file(), reason="needs torch and ../shared/official"
-)
+
+
+def _srgb() -> Path:
+    return _models.official_file(_models.SRGB_NAME)
+
+
+def _xyz() -> Path:
+    return _models.official_file(_models.XYZ_NAME)
 
 
 # ------------------------------------------------ independent PyTorch reference
@@ -107,7 +107,7 @@ def _quantize(y):
 def _photo(size=None):
     from PIL import Image
 
-    with Image.open(PHOTO) as im:
+    with Image.open(_models.official_file(_models.PHOTO_NAME)) as im:
         im = im.convert("RGB")
         if size is not None:
             im = im.resize(size, Image.BICUBIC)
@@ -116,10 +116,9 @@ def _photo(size=None):
 
 @pytest.fixture(scope="module")
 def srgb_dir(tmp_path_factory):
-    if not SRGB.is_file():
-        pytest.skip("official checkpoints not present")
+    checkpoint = _srgb()
     out = tmp_path_factory.mktemp("convert") / "fivek-srgb"
-    assert cli.main(["convert", str(SRGB), "--out", str(out)]) == 0
+    assert cli.main(["convert", str(checkpoint), "--out", str(out)]) == 0
     return out
 
 
@@ -136,7 +135,7 @@ def forward():
 # ------------------------------------------------------------------- convert
 
 
-@needs_official
+@needs_torch
 def test_convert_writes_a_self_describing_directory(srgb_dir, srgb_model):
     document = json.loads((srgb_dir / "config.json").read_text())
     assert document["format"] == "ailut-jax-model"
@@ -146,7 +145,7 @@ def test_convert_writes_a_self_describing_directory(srgb_dir, srgb_model):
     assert (srgb_dir / "params").is_dir()
     assert count_params(srgb_model) == 619_724
     # Every tensor landed where it belongs, in the Flax layout.
-    sd = {k: v.numpy() for k, v in _torch_state_dict(SRGB).items()}
+    sd = {k: v.numpy() for k, v in _torch_state_dict(_srgb()).items()}
     np.testing.assert_array_equal(
         srgb_model.backbone.conv3.kernel[...], sd["backbone.2.0.weight"].transpose(2, 3, 1, 0)
     )
@@ -161,16 +160,16 @@ def test_convert_writes_a_self_describing_directory(srgb_dir, srgb_model):
     )
 
 
-@needs_official
+@needs_torch
 def test_xyz_checkpoint_converts_and_runs(tmp_path, forward):
     out = tmp_path / "xyz"
-    assert cli.main(["convert", str(XYZ), "--out", str(out)]) == 0
+    assert cli.main(["convert", str(_xyz()), "--out", str(out)]) == 0
     model = load_model_dir(out)
     assert model.config == ModelConfig() and count_params(model) == 619_724
     # The photo stands in for an XYZ input; what matters is agreement with PyTorch.
     img = _photo((96, 64))
     res = forward(model, jnp.asarray(img)[None])
-    ref_out, _, ref_vertices, ref_w = _torch_adaint(_torch_state_dict(XYZ), img)
+    ref_out, _, ref_vertices, ref_w = _torch_adaint(_torch_state_dict(_xyz()), img)
     np.testing.assert_allclose(res.weights[0], ref_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.vertices[0], ref_vertices, atol=1e-6)
     diff = np.abs(_quantize(np.asarray(res.output[0])) - _quantize(ref_out))
@@ -181,10 +180,10 @@ def test_xyz_checkpoint_converts_and_runs(tmp_path, forward):
 
 
 def _official_state_dict():
-    return {k: v.numpy() for k, v in _torch_state_dict(SRGB).items()}
+    return {k: v.numpy() for k, v in _torch_state_dict(_srgb()).items()}
 
 
-@needs_official
+@needs_torch
 def test_convert_refuses_missing_unexpected_and_misshapen_keys():
     sd = _official_state_dict()
     broken = dict(sd)
@@ -202,7 +201,7 @@ def test_convert_refuses_missing_unexpected_and_misshapen_keys():
     model_from_state_dict({**sd, "cnt_iters": np.zeros(())})
 
 
-@needs_official
+@needs_torch
 def test_infer_config_reads_the_architecture():
     sd = _official_state_dict()
     assert infer_config(sd) == ModelConfig()
@@ -410,7 +409,7 @@ def test_model_dir_errors(tmp_path):
 
 def _compare_with_torch(model, forward, img):
     ours = forward(model, jnp.asarray(img)[None])
-    ref_out, ref_lut, ref_vertices, ref_w = _torch_adaint(_torch_state_dict(SRGB), img)
+    ref_out, ref_lut, ref_vertices, ref_w = _torch_adaint(_torch_state_dict(_srgb()), img)
     np.testing.assert_allclose(ours.weights[0], ref_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.vertices[0], ref_vertices, atol=1e-6)
     np.testing.assert_allclose(ours.lut[0], ref_lut, atol=1e-5)
@@ -421,7 +420,7 @@ def _compare_with_torch(model, forward, img):
     return ours, diff, b
 
 
-@needs_official
+@needs_torch
 def test_matches_independent_torch_forward_at_480p(srgb_model, forward):
     img = _photo((722, 480))
     ours, diff, ref = _compare_with_torch(srgb_model, forward, img)
@@ -440,7 +439,7 @@ def test_matches_independent_torch_forward_at_480p(srgb_model, forward):
     assert (via_enhancer == 0).mean() >= 0.9999 and via_enhancer.max() <= 1
 
 
-@needs_official
+@needs_torch
 def test_matches_independent_torch_forward_at_full_resolution(srgb_model, forward):
     img = _photo()
     assert img.shape == (2000, 3008, 3)

@@ -1,18 +1,15 @@
 """.cube reading, writing and trilinear application, checked against ffmpeg's lut3d."""
 
 import shutil
-from pathlib import Path
 
 import _models
 import numpy as np
 import pytest
-from PIL import Image
 
 from ailut_jax import cube, export_cube, identity_lut
 from ailut_jax.cli import main
 from ailut_jax.imageio import read_image_raw, write_image
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "official" / "a4739.jpg"
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)"
 )
@@ -25,11 +22,7 @@ def _random_table(n: int, seed: int = 0, spread: float = 0.05) -> np.ndarray:
 
 
 def _test_image(width=181, height=120) -> np.ndarray:
-    if PHOTO.is_file():
-        with Image.open(PHOTO) as im:
-            return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
-    rng = np.random.default_rng(1)
-    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return _models.photo(width, height)
 
 
 def _cube_text(n=2, rows=None, header=("LUT_3D_SIZE {n}",)) -> str:

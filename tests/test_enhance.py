@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import _models
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +15,6 @@ from ailut_jax.enhance import _stages
 from ailut_jax.imageio import quantize, read_image, read_image_raw, write_image
 from ailut_jax.modeldir import ModelDirError, save_model_dir
 from ailut_jax.models import ModelConfig, empty_model
-
-OFFICIAL = Path("/work/shared/official")
 
 
 def _trained_looking_model():
@@ -206,12 +205,11 @@ def test_cli_bad_checkpoint_exits_2(tmp_path, capsys):
     assert "nope: no such model directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (OFFICIAL / "AiLUT-FiveK-sRGB.pth").is_file(), reason="no official files")
 def test_pth_checkpoint_loads_directly(model_dir):
+    checkpoint = _models.official_file(_models.SRGB_NAME)
     pytest.importorskip("torch")
-    enhancer = Enhancer.from_checkpoint(OFFICIAL / "AiLUT-FiveK-sRGB.pth")
-    with Image.open(OFFICIAL / "a4739.jpg") as im:
-        img = np.asarray(im.convert("RGB").resize((40, 24), Image.BICUBIC))
+    enhancer = Enhancer.from_checkpoint(checkpoint)
+    img = _models.photo(40, 24)
     parts = enhancer.predict(img)
     v = np.asarray(parts["vertices"])
     assert np.abs(v - np.arange(33) / 32).max() > 0.02

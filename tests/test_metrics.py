@@ -1,28 +1,17 @@
 """Metrics cross-checked against scikit-image and a literal transcription of the authors' MATLAB."""
 
-from pathlib import Path
-
+import _models
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.signal import correlate2d
 from skimage.color import deltaE_cie76, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ailut_jax import metrics
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "official" / "a4739.jpg"
-
 
 def _photo(width: int, height: int) -> np.ndarray:
-    if PHOTO.is_file():
-        with Image.open(PHOTO) as im:
-            return np.asarray(im.convert("RGB").resize((width, height), Image.BICUBIC))
-    # Outside this workspace: a smooth synthetic scene with edges stands in for the photo.
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    img = np.stack([x, y, 0.5 + 0.5 * np.sin(12 * x * y)], axis=-1)
-    img[height // 3 : height // 2, width // 4 : width // 2] = (0.9, 0.2, 0.1)
-    return np.rint(img * 255).astype(np.uint8)
+    return _models.photo(width, height)
 
 
 def _pairs():
