@@ -6,21 +6,23 @@ parameters: conv kernels OIHW -> HWIO, linear weights transposed, the basis-LUT 
 The architecture is read from the tensors themselves; anything missing, unexpected or of
 the wrong shape is refused with the key names.
 
-Run::
-
-    ailut convert ../shared/official/AiLUT-FiveK-sRGB.pth --out models/fivek-srgb
+The command line (``ailut convert SRC --out DIR``) is :mod:`ailut_jax.cli.convert`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import jax
 import numpy as np
+from flax import nnx
+
+from ailut_jax.modeldir import save_model_dir
+from ailut_jax.models import ModelConfig, count_params, empty_model
 
 # Buffers of the original model that carry no parameters.
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -53,10 +55,11 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        import torch
+        import torch  # the optional `convert` extra: only the authors' files need it
     except ImportError as exc:
-        raise ImportError(
-            "reading PyTorch checkpoints needs torch: pip install 'ailut-jax[convert]'"
+        raise ModuleNotFoundError(
+            "reading PyTorch checkpoints needs torch: pip install 'ailut-jax[convert]'",
+            name="torch",
         ) from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -79,8 +82,6 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def infer_config(state_dict: Mapping[str, np.ndarray]):
     """The :class:`ModelConfig` that a state dict of the authors' AiLUT describes."""
-    from ailut_jax.models import ModelConfig
-
     bank_key = "lut_generator.basis_luts_bank.weight"
     gen_key = "lut_generator.weights_generator.weight"
     for key in (bank_key, gen_key):
@@ -240,11 +241,6 @@ def _fill(pure: dict, state_dict: Mapping[str, np.ndarray], mapping, *, what: st
 
 def model_from_state_dict(state_dict: Mapping[str, np.ndarray], *, what: str = "checkpoint"):
     """Build an :class:`~ailut_jax.models.AiLUT` holding the weights of ``state_dict``."""
-    import jax
-    from flax import nnx
-
-    from ailut_jax.models import empty_model
-
     config = infer_config(state_dict)
     model = empty_model(config)
     state = nnx.state(model, (nnx.Param, nnx.BatchStat))
@@ -261,9 +257,6 @@ def load_resnet18_weights(model, state_dict: Mapping[str, np.ndarray]):
     ``state_dict`` holds torchvision's keys (``conv1.weight``, ``layer1.0.bn1.running_mean``
     ...); its ``fc.*`` classifier is ignored. Returns ``model``, updated in place.
     """
-    import jax
-    from flax import nnx
-
     if model.config.backbone != "resnet18":
         raise ValueError(f"model has backbone {model.config.backbone!r}, not 'resnet18'")
     state = nnx.state(model.backbone, (nnx.Param, nnx.BatchStat))
@@ -285,9 +278,6 @@ def _sha256(path: Path) -> str:
 
 def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Convert the authors' ``.pth`` at ``src`` into a model directory at ``out``."""
-    from ailut_jax.modeldir import save_model_dir
-    from ailut_jax.models import count_params
-
     src = Path(src)
     state_dict = load_torch_state_dict(src)
     model = model_from_state_dict(state_dict, what=str(src))
@@ -298,33 +288,3 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike) -> Path:
         "n_params": count_params(model),
     }
     return save_model_dir(out, model, extra_metadata=metadata)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import sys
-
-    from ailut_jax.modeldir import read_model_dir_config
-
-    try:
-        out = convert_checkpoint(args.src, args.out)
-    except (ConversionError, FileNotFoundError, ImportError) as exc:
-        print(f"ailut convert: error: {exc}", file=sys.stderr)
-        return 1
-    config, metadata = read_model_dir_config(out)
-    print(f"wrote {out}: {config} ({metadata['n_params']:,} parameters)")
-    return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "convert",
-        help="import an authors' AdaInt .pth checkpoint into a model directory",
-        description=(
-            "Convert an AdaInt PyTorch checkpoint (e.g. AiLUT-FiveK-sRGB.pth) into a "
-            "self-describing model directory (orbax parameters + config.json). Needs torch "
-            "(pip install 'ailut-jax[convert]')."
-        ),
-    )
-    parser.add_argument("src", help="the .pth checkpoint")
-    parser.add_argument("--out", required=True, help="model directory to write (replaced)")
-    parser.set_defaults(func=_run)

@@ -12,8 +12,8 @@ Applying a LUT here means what ffmpeg's ``lut3d=...:interp=trilinear``, OBS or
 Resolve do: map the input from the domain to ``[0, N-1]``, clamp it to the lattice and
 interpolate trilinearly between the 8 surrounding lattice points.
 
-The ``ailut apply-cube`` command is defined here; ``ailut export-cube`` (which needs a
-model) lives in :mod:`ailut_jax.export_cube`.
+The ``ailut apply-cube`` and ``ailut export-cube`` commands are in :mod:`ailut_jax.cli.cube`;
+the export itself (which needs a model) is :mod:`ailut_jax.export_cube`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
+
+from ailut_jax.ops import lut_transform
 
 MIN_SIZE, MAX_SIZE = 2, 256  # the Adobe Cube LUT specification's limits for LUT_3D_SIZE
 _KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -265,10 +268,6 @@ def apply_cube(img, cube: CubeLUT, *, dtype=np.float32, impl: str = "auto") -> n
     Inputs are mapped from the file's domain to ``[0, 1]`` and clamped, as ffmpeg, OBS
     and Resolve do, so the result never extrapolates. Returns a numpy array of ``dtype``.
     """
-    import jax.numpy as jnp
-
-    from ailut_jax.ops import lut_transform
-
     unit = _lattice_coordinates(img, cube).astype(dtype)
     batch = unit.shape[:-3]
     table = np.broadcast_to(cube.table.astype(dtype), batch + cube.table.shape)
@@ -308,56 +307,3 @@ def apply_cube_ffmpeg(cube_path: str | os.PathLike, img_u8: np.ndarray) -> np.nd
             f"ffmpeg failed (exit {result.returncode}): {result.stderr.decode(errors='replace')}"
         )
     return np.frombuffer(result.stdout, np.uint8).reshape(h, w, 3)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "apply-cube",
-        help="apply a .cube 3D LUT to images (trilinear, like ffmpeg's lut3d)",
-        description="Apply a standard .cube 3D LUT to one or more images, trilinearly, "
-        "clamping inputs to the LUT's domain, and write them as PNGs named after the inputs.",
-    )
-    parser.add_argument("cube", type=Path, help="the .cube file (3D, any LUT_3D_SIZE)")
-    parser.add_argument("images", type=Path, nargs="+", help="input images (8 or 16 bit)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument(
-        "--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)"
-    )
-    parser.add_argument(
-        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="LUT op to use"
-    )
-    parser.set_defaults(func=_apply_cube_command)
-
-
-def _apply_cube_command(args) -> int:
-    import sys
-
-    from ailut_jax.imageio import ImageReadError, read_image, write_image
-
-    try:
-        cube = read_cube(args.cube)
-    except (CubeFormatError, OSError) as exc:
-        print(f"ailut apply-cube: {exc}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    stems = [p.stem for p in args.images]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        print(f"ailut apply-cube: several inputs named {duplicates}", file=sys.stderr)
-        return 2
-    for path in args.images:
-        target = args.out / f"{path.stem}.png"
-        if target.resolve() == path.resolve():
-            print(f"ailut apply-cube: refusing to overwrite the input {path}", file=sys.stderr)
-            return 2
-        try:
-            img = read_image(path)
-        except ImageReadError as exc:
-            print(f"ailut apply-cube: {exc}", file=sys.stderr)
-            return 2
-        write_image(target, apply_cube(img, cube, impl=args.impl), bit_depth=args.bit_depth)
-        print(target)
-    return 0

@@ -7,27 +7,27 @@ Python::
     out = enhancer(img)              # (H, W, 3) float32, unclamped
     parts = enhancer.predict(img)    # output, lut (3,D,D,D), vertices (3,D), weights (M,)
 
-Command line::
-
-    ailut enhance --checkpoint models/fivek-srgb --out results/ photo1.jpg photo2.tif
+The command line (``ailut enhance``) is :mod:`ailut_jax.cli.enhance`.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from ailut_jax.imageio import IMAGE_SUFFIXES
+from ailut_jax.imageio import IMAGE_SUFFIXES, read_image, to_float, write_image
+from ailut_jax.modeldir import load_model_dir
+from ailut_jax.models import apply_lut, resize_bilinear
+from ailut_jax.ops.transform import IMPLS
 
 
 def _predict_lut(graphdef, state, thumbnail):
-    from flax import nnx
-
     return nnx.merge(graphdef, state).predict_lut(thumbnail, deterministic=True)
 
 
@@ -40,10 +40,6 @@ def _stages():
     compiled once per model structure, so a new photo size costs a fraction of a
     second instead of a full recompile.
     """
-    import jax
-
-    from ailut_jax.models import apply_lut, resize_bilinear
-
     return (
         jax.jit(resize_bilinear, static_argnames="size"),
         jax.jit(_predict_lut, static_argnames="graphdef"),
@@ -60,10 +56,6 @@ class Enhancer:
     """
 
     def __init__(self, model, impl: str = "auto"):
-        from flax import nnx
-
-        from ailut_jax.ops.transform import IMPLS
-
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         self.model = model
@@ -84,21 +76,16 @@ class Enhancer:
         """Load a model directory (``ailut convert`` / training) or an authors' ``.pth``."""
         path = Path(path)
         if path.suffix == ".pth" and path.is_file():
+            # torch (the convert extra) is needed only for the authors' files.
             from ailut_jax.convert import load_torch_state_dict, model_from_state_dict
 
             model = model_from_state_dict(load_torch_state_dict(path), what=str(path))
         else:
-            from ailut_jax.modeldir import load_model_dir
-
             model = load_model_dir(path)
         return cls(model, impl=impl)
 
     @staticmethod
     def _as_batch(img):
-        import jax.numpy as jnp
-
-        from ailut_jax.imageio import to_float
-
         if not hasattr(img, "shape") or not hasattr(img, "dtype"):
             img = np.asarray(img)
         dtype = np.dtype(img.dtype)
@@ -139,8 +126,8 @@ class Enhancer:
         return self.predict(img)["output"]
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files as given; directories replaced by the images they hold (sorted)."""
+def expand_inputs(items: list[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders replaced by the images they hold (sorted by name)."""
     paths: list[Path] = []
     for item in items:
         p = Path(item)
@@ -153,86 +140,26 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def enhance_files(
-    enhancer: Enhancer,
-    inputs: list[Path],
-    out_dir: Path,
-    *,
-    bit_depth: int = 8,
-    progress: bool = True,
-) -> list[tuple[Path, str]]:
-    """Enhance every file into ``out_dir/<stem>.png``; returns ``(path, error)`` failures.
-
-    A file that cannot be read or enhanced is reported and skipped; the others go on.
-    """
-    from tqdm import tqdm
-
-    from ailut_jax.imageio import ImageReadError, read_image, write_image
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failures: list[tuple[Path, str]] = []
+def output_names(inputs: list[Path], out_dir: Path, suffix: str = ".png"):
+    """``(targets, clashes)``: ``out_dir/<stem><suffix>`` for each input, and the inputs
+    whose output name an earlier input already takes, as ``(path, message)``."""
+    targets: dict[Path, Path] = {}
+    clashes: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}
-    bar = tqdm(inputs, desc="enhance", unit="img", disable=not progress, file=sys.stderr)
-    for path in bar:
-        target = out_dir / f"{path.stem}.png"
+    for path in inputs:
+        target = out_dir / f"{path.stem}{suffix}"
         if target.name in seen:
-            failures.append((path, f"{path}: same output name {target} as {seen[target.name]}"))
-            tqdm.write(f"ailut enhance: error: {failures[-1][1]}", file=sys.stderr)
+            clashes.append((path, f"{path}: same output name {target} as {seen[target.name]}"))
+            continue
+        if target.exists() and target.resolve() == path.resolve():
+            clashes.append((path, f"{path}: refusing to overwrite the input with its output"))
             continue
         seen[target.name] = path
-        try:
-            img = read_image(path)
-            out = np.asarray(enhancer(img))
-            write_image(target, out, bit_depth=bit_depth)
-        except (ImageReadError, OSError, ValueError) as exc:
-            failures.append((path, str(exc) if str(path) in str(exc) else f"{path}: {exc}"))
-            tqdm.write(f"ailut enhance: error: {failures[-1][1]}", file=sys.stderr)
-        except Exception as exc:  # e.g. out of memory on a huge image: skip, go on
-            failures.append((path, f"{path}: {type(exc).__name__}: {exc}"))
-            tqdm.write(f"ailut enhance: error: {failures[-1][1]}", file=sys.stderr)
-    return failures
+        targets[path] = target
+    return targets, clashes
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ailut_jax.modeldir import ModelDirError
-
-    inputs = expand_inputs(args.images)
-    if not inputs:
-        print("ailut enhance: error: no input images", file=sys.stderr)
-        return 2
-    try:
-        enhancer = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
-    except (ModelDirError, FileNotFoundError, ValueError, ImportError, RuntimeError) as exc:
-        print(f"ailut enhance: error: {exc}", file=sys.stderr)
-        return 2
-    failures = enhance_files(
-        enhancer, inputs, Path(args.out), bit_depth=args.bit_depth, progress=not args.quiet
-    )
-    done = len(inputs) - len(failures)
-    print(f"enhanced {done} of {len(inputs)} images into {args.out}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "enhance",
-        help="enhance photos at full resolution with a model directory",
-        description=(
-            "Enhance images (JPEG, PNG, TIFF; 8 or 16 bit; EXIF orientation applied) at full "
-            "resolution, writing OUT/<stem>.png as round(clip(y, 0, 1) * max). Unreadable "
-            "files are reported and skipped; the exit status is 1 if any failed."
-        ),
-    )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="model directory from `ailut convert` or training (or an authors' .pth)",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
-    parser.add_argument(
-        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="transform op"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run)
+def enhance_file(enhancer: Enhancer, path: Path, target: Path, *, bit_depth: int = 8) -> None:
+    """Read ``path``, enhance it and write ``target`` (PNG/TIFF, 8 or 16 bit)."""
+    out = np.asarray(enhancer(read_image(path)))
+    write_image(target, out, bit_depth=bit_depth)

@@ -7,7 +7,8 @@ variant) and Delta-E 1976. ``--identity`` also scores the unmodified input, the 
 every enhancement must beat.
 
 Written to the report folder: ``metrics.csv`` (one row per image) and ``summary.json``
-(means, images/s, model time per image); enhanced PNGs go to ``--save-path``.
+(means, images/s, model time per image); enhanced PNGs go to ``--save-path``. The command
+line (``ailut evaluate``) is :mod:`ailut_jax.cli.evaluate`.
 
 Pairs come from a built dataset (``--dataset fivek --split test``) or from two folders
 (``--inputs DIR --targets DIR``), matched by file stem.
@@ -20,12 +21,15 @@ import csv
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+from tqdm import tqdm
+
+from ailut_jax import metrics
+from ailut_jax.imageio import IMAGE_SUFFIXES, quantize, read_image_raw, to_float, write_image
 
 METRIC_NAMES = ("psnr", "ssim", "ssim_paper", "delta_e")
 
@@ -44,7 +48,6 @@ def find_pairs(inputs_dir: str | Path, targets_dir: str | Path) -> list[PairFile
     found, when an input has no target, or when a stem is ambiguous (``a.jpg`` and
     ``a.png`` in one folder); the message lists the offending names.
     """
-    from ailut_jax.imageio import IMAGE_SUFFIXES
 
     def by_stem(folder: Path) -> dict[str, Path]:
         if not folder.is_dir():
@@ -73,8 +76,6 @@ def find_pairs(inputs_dir: str | Path, targets_dir: str | Path) -> list[PairFile
 
 def iter_folder_pairs(pairs: Sequence[PairFiles]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, input, target)`` integer arrays for pairs of files."""
-    from ailut_jax.imageio import read_image_raw
-
     for pair in pairs:
         yield pair.name, read_image_raw(pair.input_path), read_image_raw(pair.target_path)
 
@@ -86,25 +87,26 @@ def iter_dataset_pairs(source) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         yield example["id"], np.asarray(example["input"]), np.asarray(example["target"])
 
 
-def _to_float(raw: np.ndarray) -> np.ndarray:
-    from ailut_jax.imageio import to_float
-
-    return to_float(raw)
-
-
 def _score(output_q: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    from ailut_jax import metrics
-
     return metrics.all_metrics(output_q, target)
+
+
+def output_path(save_path: Path, name: str) -> Path:
+    """Where the enhanced image of example ``name`` goes: ``save_path/<name>.png``.
+
+    Dataset ids may hold ``/`` (the demo's are ``photo/crop``): they become subfolders.
+    Parts that could leave ``save_path`` (``..``, empty, absolute) are replaced by ``_``.
+    """
+    parts = [p if p not in ("", ".", "..") else "_" for p in PurePosixPath(name).parts]
+    parts = [p.replace("\\", "_") for p in parts if p != "/"] or ["_"]
+    return save_path.joinpath(*parts[:-1], f"{parts[-1]}.png")
 
 
 def _match_depth(img: np.ndarray, target: np.ndarray) -> np.ndarray:
     """An integer input at the target's bit depth (for the identity baseline)."""
     if img.dtype == target.dtype:
         return img
-    from ailut_jax.imageio import quantize
-
-    return quantize(_to_float(img), 16 if target.dtype == np.uint16 else 8)
+    return quantize(to_float(img), 16 if target.dtype == np.uint16 else 8)
 
 
 def evaluate_pairs(
@@ -123,10 +125,6 @@ def evaluate_pairs(
     image writing run on a worker thread while the model works on the next image.
     ``enhance=None`` scores the identity only.
     """
-    from tqdm import tqdm
-
-    from ailut_jax.imageio import quantize, write_image
-
     if enhance is None and not identity:
         raise ValueError("nothing to evaluate: give a model or ask for the identity baseline")
     if save_path is not None:
@@ -140,7 +138,9 @@ def evaluate_pairs(
             row.update(_score(output_q, target))
             row["model_ms"] = model_ms
             if save_path is not None:
-                write_image(save_path / f"{name}.png", output_q)
+                target_path = output_path(save_path, name)
+                target_path.parent.mkdir(parents=True, exist_ok=True)
+                write_image(target_path, output_q)
         if identity:
             if img.shape != target.shape:
                 raise ValueError(f"{name}: input {img.shape} and target {target.shape} differ")
@@ -161,7 +161,7 @@ def evaluate_pairs(
             output, model_ms = None, None
             if enhance is not None:
                 t0 = time.perf_counter()
-                output = np.asarray(enhance(_to_float(img)))  # blocks until computed
+                output = np.asarray(enhance(to_float(img)))  # blocks until computed
                 model_seconds.append(time.perf_counter() - t0)
                 model_ms = 1e3 * model_seconds[-1]
                 if output.shape != target.shape:
@@ -228,102 +228,3 @@ def format_summary(summary: dict) -> str:
         )
     lines.append(f"overall: {summary['images_per_s']:.2f} images/s including I/O and metrics")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a model (PSNR, SSIM, Delta-E) on paired images",
-        description="Enhance every input, score it against its target (PSNR, SSIM, the "
-        "authors' MATLAB SSIM, Delta-E) and write metrics.csv and summary.json.",
-    )
-    parser.add_argument("--checkpoint", type=Path, help="model directory (omit with --identity)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="a built dataset: fivek, ppr10k, ailut_demo")
-    source.add_argument("--inputs", type=Path, help="folder of input images")
-    parser.add_argument("--targets", type=Path, help="folder of targets (same stems as --inputs)")
-    parser.add_argument("--config", help="dataset config, e.g. expert_c (default: its default)")
-    parser.add_argument("--split", default="test", help="dataset split (default test)")
-    parser.add_argument("--data-dir", type=Path, help="dataset folder (default: $AILUT_DATA_DIR)")
-    parser.add_argument("--save-path", type=Path, help="write the enhanced images here (PNG)")
-    parser.add_argument(
-        "--report",
-        type=Path,
-        help="folder for metrics.csv / summary.json (default: --save-path, else ./ailut-eval)",
-    )
-    parser.add_argument("--identity", action="store_true", help="also score the unmodified input")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N pairs")
-    parser.add_argument(
-        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="transform op"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_evaluate_command)
-
-
-def _fail(message: str) -> int:
-    print(f"ailut evaluate: {message}", file=sys.stderr)
-    return 2
-
-
-def _evaluate_command(args) -> int:
-    import itertools
-
-    if args.checkpoint is None and not args.identity:
-        return _fail("give --checkpoint (and/or --identity)")
-    if args.inputs is not None:
-        if args.targets is None:
-            return _fail("--inputs needs --targets")
-        try:
-            files = find_pairs(args.inputs, args.targets)
-        except (OSError, ValueError) as exc:
-            return _fail(str(exc))
-        pairs, total, source_desc = iter_folder_pairs(files), len(files), str(args.inputs)
-    else:
-        if args.targets is not None:
-            return _fail("--targets goes with --inputs, not --dataset")
-        from ailut_jax.data import open_source
-
-        try:
-            source = open_source(
-                args.dataset, args.split, config=args.config, data_dir=args.data_dir
-            )
-        except (OSError, ValueError) as exc:
-            return _fail(str(exc))
-        pairs, total = iter_dataset_pairs(source), len(source)
-        source_desc = f"{args.dataset}/{args.config or 'default'}:{args.split}"
-    if args.limit is not None:
-        total = min(total, args.limit)
-        pairs = itertools.islice(pairs, args.limit)
-
-    enhance = None
-    if args.checkpoint is not None:
-        from ailut_jax.enhance import Enhancer
-
-        enhance = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
-    try:
-        rows, summary = evaluate_pairs(
-            pairs,
-            enhance,
-            total=total,
-            identity=args.identity,
-            save_path=args.save_path,
-            progress=not args.no_progress,
-        )
-    except ValueError as exc:  # unreadable images, mismatched pairs
-        return _fail(str(exc))
-    import jax
-
-    summary.update(
-        checkpoint=str(args.checkpoint) if args.checkpoint else None,
-        source=source_desc,
-        backend=jax.default_backend(),
-        impl=args.impl,
-    )
-    report = args.report or args.save_path or Path("ailut-eval")
-    csv_path, json_path = write_report(report, rows, summary)
-    print(format_summary(summary))
-    print(f"wrote {csv_path} and {json_path}")
-    return 0

@@ -11,10 +11,10 @@ PSNR at N = 33 and 52 dB at N = 65 with ffmpeg on the authors' FiveK model.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import jax.numpy as jnp
 import numpy as np
+
+from ailut_jax.ops import ailut_transform
 
 DEFAULT_SIZE = 33
 
@@ -40,10 +40,6 @@ def resample_lut(lut, vertices, size: int, *, impl: str = "auto") -> np.ndarray:
     transform's output at each grid point. Values are not clamped (the model's output is
     not); ``.cube`` players clamp their final output.
     """
-    import jax.numpy as jnp
-
-    from ailut_jax.ops import ailut_transform
-
     lut = jnp.asarray(lut)
     vertices = jnp.asarray(vertices, lut.dtype)
     points = jnp.asarray(lattice_image(size, lut.dtype))
@@ -60,56 +56,3 @@ def export_table(enhancer, img: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndar
     pred = enhancer.predict(img)
     impl = getattr(enhancer, "impl", "auto")
     return resample_lut(pred["lut"], pred["vertices"], size, impl=impl)
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "export-cube",
-        help="export the LUT a model predicts for an image as a .cube file",
-        description="Predict the LUT for IMAGE, resample the model's own transform onto a "
-        "uniform N^3 grid and write it as a standard .cube file (domain 0..1, red fastest) "
-        "that ffmpeg, OBS, DaVinci Resolve or Photoshop can apply.",
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model directory")
-    parser.add_argument("image", type=Path, help="the image the LUT is predicted for")
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=DEFAULT_SIZE,
-        help=f"grid points per axis (default {DEFAULT_SIZE})",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="the .cube file to write")
-    parser.add_argument("--title", help="TITLE of the .cube file (default: from the names)")
-    parser.add_argument(
-        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="transform op"
-    )
-    parser.set_defaults(func=_export_cube_command)
-
-
-def _export_cube_command(args) -> int:
-    from ailut_jax.cube import MAX_SIZE, MIN_SIZE, write_cube
-    from ailut_jax.enhance import Enhancer
-    from ailut_jax.imageio import ImageReadError, read_image
-
-    if not MIN_SIZE <= args.size <= MAX_SIZE:
-        print(f"ailut export-cube: --size must be in [{MIN_SIZE}, {MAX_SIZE}]", file=sys.stderr)
-        return 2
-    try:
-        img = read_image(args.image)
-    except ImageReadError as exc:
-        print(f"ailut export-cube: {exc}", file=sys.stderr)
-        return 2
-    enhancer = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
-    table = export_table(enhancer, img, args.size)
-    title = args.title or f"AdaInt {args.checkpoint.name} for {args.image.name}"
-    comments = (
-        f"Made by ailut export-cube from the model in {args.checkpoint}",
-        f"for the image {args.image.name}: the model's transform sampled on a uniform "
-        f"{args.size}^3 grid.",
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_cube(args.out, table, title=title, comments=comments)
-    print(
-        f"{args.out}: LUT_3D_SIZE {args.size}, output range [{table.min():.4f}, {table.max():.4f}]"
-    )
-    return 0

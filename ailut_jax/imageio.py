@@ -1,9 +1,10 @@
 """Reading and writing photos as float arrays in [0, 1], channels-last RGB.
 
 8-bit files (JPEG, 8-bit PNG, BMP, WebP...) are decoded with Pillow, which is what the
-authors' outputs were checked against, with the EXIF orientation applied. Pillow has no
-16-bit RGB mode, so 16-bit PNGs go through OpenCV and TIFFs through tifffile; both keep
-all 16 bits and are scaled by 1/65535.
+authors' outputs were checked against. Pillow has no 16-bit RGB mode, so 16-bit PNGs go
+through OpenCV and TIFFs through tifffile; both keep all 16 bits and are scaled by
+1/65535. Every format gets its EXIF orientation applied (JPEG, PNG and TIFF alike), so
+the array is the photo as a viewer shows it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
+import tifffile
+from PIL import Image, ImageOps
+
+EXIF_ORIENTATION = 0x0112  # TIFF / EXIF tag 274
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -43,27 +49,59 @@ def _to_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr[..., :3]
 
 
+def apply_orientation(arr: np.ndarray, orientation: int | None) -> np.ndarray:
+    """``arr`` (H, W, ...) turned as EXIF ``orientation`` (1-8) says; as Pillow's
+    ``ImageOps.exif_transpose`` does for the images it can hold."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(arr, k=-1)
+    if orientation == 7:
+        return arr[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(arr, k=1)
+    return arr
+
+
+def _tiff_orientation(path: Path) -> int | None:
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags.get(EXIF_ORIENTATION)
+        return int(tag.value) if tag is not None else None
+
+
+def _pillow_orientation(path: Path) -> int | None:
+    """The EXIF orientation Pillow finds (a PNG's eXIf chunk may follow the pixels)."""
+    with Image.open(path) as im:
+        orientation = im.getexif().get(EXIF_ORIENTATION)
+        if orientation is None and im.format == "PNG":
+            im.load()  # reads the chunks after IDAT too
+            orientation = im.getexif().get(EXIF_ORIENTATION)
+    return int(orientation) if orientation is not None else None
+
+
 def read_image_raw(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` to an integer RGB array ``(H, W, 3)``, uint8 or uint16."""
+    """Decode ``path`` to an integer RGB array ``(H, W, 3)``, uint8 or uint16, with its
+    EXIF orientation applied."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
         if _is_tiff(path):
-            import tifffile
-
-            arr = tifffile.imread(path)
+            arr = apply_orientation(tifffile.imread(path), _tiff_orientation(path))
         elif _png_bit_depth(path) == 16:
-            import cv2
-
             arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if arr is None:
                 raise ValueError("OpenCV could not decode it")
             if arr.ndim == 3:  # OpenCV orders channels BGR(A)
                 arr = arr[..., [2, 1, 0, 3][: arr.shape[-1]]]
+            arr = apply_orientation(arr, _pillow_orientation(path))
         else:
-            from PIL import Image, ImageOps
-
             with Image.open(path) as im:
                 im = ImageOps.exif_transpose(im)
                 if im.mode == "I;16" or im.mode.startswith("I;16"):
@@ -118,19 +156,13 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bit_depth: int = 8) ->
     try:
         if arr.dtype == np.uint16:
             if suffix in (".tif", ".tiff"):
-                import tifffile
-
                 tifffile.imwrite(tmp, arr, photometric="rgb")
             elif suffix == ".png":
-                import cv2
-
                 if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[..., ::-1])):
                     raise OSError(f"{path}: OpenCV failed to write the image")
             else:
                 raise ValueError(f"{path}: 16-bit output needs a .png or .tif name")
         else:
-            from PIL import Image
-
             Image.fromarray(arr).save(tmp, format=None if suffix else "PNG")
         os.replace(tmp, path)
     finally:

@@ -18,6 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from ailut_jax.models import ModelConfig, empty_model
+
 FORMAT = "ailut-jax-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -29,8 +36,6 @@ class ModelDirError(ValueError):
 
 
 def _saved_state(model):
-    from flax import nnx
-
     # Parameters and BatchNorm statistics; dropout RNG state is not part of a model.
     return nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
 
@@ -52,8 +57,6 @@ def save_model_dir(
     Returns:
       ``path`` as a :class:`~pathlib.Path`.
     """
-    import orbax.checkpoint as ocp
-
     path = Path(path).absolute()
     metadata = dict(extra_metadata or {})
     document = {
@@ -102,8 +105,6 @@ def save_model_dir(
 
 def read_model_dir_config(path: str | os.PathLike):
     """Read ``DIR/config.json``: returns ``(ModelConfig, metadata dict)``."""
-    from ailut_jax.models.config import ModelConfig
-
     path = Path(path)
     if not path.exists():
         raise ModelDirError(f"{path}: no such model directory")
@@ -141,13 +142,6 @@ def load_model_dir(path: str | os.PathLike):
       ModelDirError: the directory, its config or its parameters are missing or corrupt,
         or the parameters do not fit the config; the message names the path.
     """
-    import jax
-    import numpy as np
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    from ailut_jax.models import empty_model
-
     path = Path(path).absolute()
     config, _ = read_model_dir_config(path)
     params_path = path / PARAMS_DIR
@@ -183,8 +177,6 @@ def load_model_dir(path: str | os.PathLike):
 
 
 def _flat_shapes(tree) -> dict[str, tuple]:
-    import jax
-
     return {
         "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree)

@@ -9,10 +9,17 @@ more vertices where the colour mapping bends), the same vertices as tick marks o
 
 from __future__ import annotations
 
-import sys
+import io
 from pathlib import Path
 
+import jax.numpy as jnp
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.gridspec import GridSpec
+from PIL import Image
+
+from ailut_jax.ops import ailut_transform
 
 CHANNEL_COLORS = ("#d62728", "#2ca02c", "#1f77b4")  # R, G, B
 CHANNEL_NAMES = ("R", "G", "B")
@@ -20,10 +27,6 @@ CHANNEL_NAMES = ("R", "G", "B")
 
 def grey_axis_response(lut, vertices, n: int = 256, *, impl: str = "auto"):
     """``(t, out)``: the transform of the grey ramp ``(t, t, t)``, ``out`` of shape ``(n, 3)``."""
-    import jax.numpy as jnp
-
-    from ailut_jax.ops import ailut_transform
-
     lut = jnp.asarray(lut)
     t = np.linspace(0.0, 1.0, n)
     ramp = jnp.asarray(np.repeat(t[None, :, None], 3, axis=-1), lut.dtype)
@@ -44,12 +47,8 @@ def make_figure(
     """The matplotlib figure for one image: float ``(H, W, 3)`` input and output in [0, 1],
     the ``(3, D, D, D)`` LUT, ``(3, D)`` vertices and optionally the ``(M,)`` rank weights.
     """
-    import matplotlib
-
+    # Off-screen rendering unless the caller already chose a backend.
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.gridspec import GridSpec
-
     vertices = np.asarray(vertices, np.float64)
     d = vertices.shape[-1]
     uniform = np.arange(d) / (d - 1)
@@ -108,11 +107,6 @@ def make_figure(
 
 def save_figure(fig, path: str | Path, *, dpi: int = 100, colors: int | None = None) -> None:
     """Save ``fig`` as PNG; ``colors`` quantises it to a palette to keep the file small."""
-    import io
-
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
     path = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -131,52 +125,3 @@ def save_figure(fig, path: str | Path, *, dpi: int = 100, colors: int | None = N
         finally:
             if tmp.exists():
                 tmp.unlink()
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "plot",
-        help="figure: input vs output, learned vertices, grey-axis response",
-        description="Draw the input and output side by side, the three channels' learned "
-        "vertices against the uniform grid and the response curves along the grey axis.",
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model directory")
-    parser.add_argument("image", type=Path, help="input image")
-    parser.add_argument("--out", type=Path, required=True, help="figure file (.png)")
-    parser.add_argument("--dpi", type=int, default=100, help="resolution (default 100)")
-    parser.add_argument(
-        "--colors", type=int, help="quantise the PNG to this many colours (smaller file)"
-    )
-    parser.add_argument(
-        "--impl", choices=("auto", "ffi", "reference"), default="auto", help="transform op"
-    )
-    parser.set_defaults(func=_plot_command)
-
-
-def _plot_command(args) -> int:
-    from ailut_jax.enhance import Enhancer
-    from ailut_jax.imageio import ImageReadError, read_image
-
-    if args.colors is not None and not 2 <= args.colors <= 256:
-        print("ailut plot: --colors must be in [2, 256]", file=sys.stderr)
-        return 2
-    try:
-        img = read_image(args.image)
-    except ImageReadError as exc:
-        print(f"ailut plot: {exc}", file=sys.stderr)
-        return 2
-    enhancer = Enhancer.from_checkpoint(args.checkpoint, impl=args.impl)
-    pred = enhancer.predict(img)
-    fig = make_figure(
-        img,
-        np.asarray(pred["output"]),
-        pred["lut"],
-        pred["vertices"],
-        weights=pred.get("weights"),
-        title=f"{args.checkpoint.name} on {args.image.name}",
-        impl=args.impl,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, args.out, dpi=args.dpi, colors=args.colors)
-    print(args.out)
-    return 0

@@ -217,11 +217,11 @@ def test_infer_config_reads_the_architecture():
 
 @needs_torch
 def test_convert_errors_name_the_file(tmp_path, capsys):
-    assert cli.main(["convert", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o")]) == 1
+    assert cli.main(["convert", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.pth: no such checkpoint file" in capsys.readouterr().err
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a zip or a pickle")
-    assert cli.main(["convert", str(junk), "--out", str(tmp_path / "o")]) == 1
+    assert cli.main(["convert", str(junk), "--out", str(tmp_path / "o")]) == 2
     assert "junk.pth: cannot read as a PyTorch checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

@@ -238,12 +238,12 @@ def test_cli_reports_bad_folder(tmp_path, capsys):
     (root / "expertC/JPG/480p/a4501.jpg").write_bytes(b"garbage")
     data_dir = tmp_path / "tfds"
     rc = ailut_main(["build-dataset", "fivek", "--source", str(root), "--data-dir", str(data_dir)])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
     assert "a4501: corrupt target" in err and "a4501.jpg" in err
     assert _nothing_left(data_dir)
     rc = ailut_main(["build-dataset", "fivek", "--data-dir", str(data_dir)])
-    assert rc == 1 and "needs --source" in capsys.readouterr().err
+    assert rc == 2 and "needs --source" in capsys.readouterr().err
 
 
 def test_open_source_of_unbuilt_dataset_says_how_to_build(tmp_path):

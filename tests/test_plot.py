@@ -75,6 +75,29 @@ def test_figure_panels_show_the_predictions():
         plt.close(fig)
 
 
+def _expected_figure(checkpoint, image, tmp_path, **save_kwargs) -> np.ndarray:
+    """What `ailut plot` must draw: the model's own predictions for the photo, through
+    make_figure (whose panels the test above checks) and save_figure."""
+    from ailut_jax import Enhancer
+    from ailut_jax.imageio import read_image
+    from ailut_jax.plot import save_figure
+
+    img = read_image(image)
+    pred = Enhancer.from_checkpoint(checkpoint).predict(img)
+    fig = make_figure(
+        img,
+        np.asarray(pred["output"]),
+        pred["lut"],
+        pred["vertices"],
+        weights=pred["weights"],
+        title=f"{checkpoint.name} on {image.name}",
+    )
+    path = tmp_path / "expected.png"
+    save_figure(fig, path, **save_kwargs)
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def test_plot_command_random_model(tmp_path, random_dir):
     image = tmp_path / "small.png"
     write_image(image, _models.photo(96, 64))
@@ -83,6 +106,10 @@ def test_plot_command_random_model(tmp_path, random_dir):
     assert main(args) == 0
     with Image.open(out) as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.size == (600, 410)
+        drawn = np.asarray(im)
+    np.testing.assert_array_equal(drawn, _expected_figure(random_dir, image, tmp_path, dpi=50))
+    # Not a blank canvas: the photo panels bring hundreds of colours.
+    assert len(np.unique(drawn.reshape(-1, 3), axis=0)) > 500
 
 
 def test_plot_command_official_model(tmp_path, official_dir):
@@ -93,7 +120,10 @@ def test_plot_command_official_model(tmp_path, official_dir):
     assert main([*args, "--dpi", "72", "--colors", "128"]) == 0
     with Image.open(out) as im:
         assert im.mode == "P" and im.size == (864, 590)
-        assert len(im.getcolors(256)) <= 128
+        assert len(im.getcolors(256)) > 64
+        drawn = np.asarray(im.convert("RGB"))
+    expected = _expected_figure(official_dir, image, tmp_path, dpi=72, colors=128)
+    np.testing.assert_array_equal(drawn, expected)
     # A palette PNG of this figure stays small enough for a README.
     assert out.stat().st_size < 300_000
 

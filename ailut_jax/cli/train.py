@@ -1,0 +1,151 @@
+"""``ailut train`` (and ``python train.py``): born-again AdaInt training from a config.
+
+    ailut train                                   # the demo: configs/demo.py
+    ailut train --config configs/fivek_srgb.py --workdir runs/fivek_srgb
+    ailut train --config fivek_srgb --config.steps=1000 --config.generations=1
+
+``--config`` takes a config file or the name of one of the project's configs (``demo``,
+``fivek_srgb``, ``fivek_xyz``, ``fivek_3dlut``, ``ppr10k``, ...); any setting can be
+overridden with ``--config.KEY=VALUE``. A rerun with the same ``--workdir`` resumes from
+its latest checkpoint. Flags are absl / ml_collections flags, parsed here for both entry
+points.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ailut_jax.cli import _common as common
+
+PROJECT_CONFIGS = ("demo", "fivek_srgb", "fivek_xyz", "fivek_3dlut", "ppr10k")
+
+
+def configs_dir() -> Path | None:
+    """The project's ``configs/`` folder: in a checkout, beside the package; in an
+    installed wheel, inside it."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "configs", package / "configs"):
+        if (candidate / "demo.py").is_file():
+            return candidate
+    return None
+
+
+def resolve_config_arg(value: str) -> str:
+    """``--config`` value with a bare config name (``fivek_srgb[:arg]``) made a path."""
+    path, sep, arg = value.partition(":")
+    if Path(path).exists() or path.endswith(".py") or "/" in path:
+        return value
+    folder = configs_dir()
+    if folder is not None and (folder / f"{path}.py").is_file():
+        return f"{folder / path}.py{sep}{arg}"
+    return value
+
+
+def _rewrite_config_flag(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a.startswith("--config="):
+            out[i] = "--config=" + resolve_config_arg(a.split("=", 1)[1])
+        elif a == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve_config_arg(out[i + 1])
+    return out
+
+
+def register(subparsers) -> None:
+    # Listed in `ailut --help`; `ailut train ...` itself is dispatched to main() before
+    # argparse sees it, because its flags are absl flags.
+    subparsers.add_parser(
+        "train",
+        help="train AdaInt + born-again students from a config (ailut train --help)",
+        add_help=False,
+    )
+
+
+def _define_flags(argv: list[str]):
+    """A fresh set of flags for ``argv``: ml_collections defines one flag per
+    ``--config.KEY`` override it finds in the argv it is given."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    flag_values = flags.FlagValues()
+    default = configs_dir()
+    config_flags.DEFINE_config_file(
+        "config",
+        str(default / "demo.py") if default else None,
+        "Training config: a file, or the name of one in configs/ (demo, fivek_srgb, ...).",
+        flag_values=flag_values,
+        lock_config=True,
+        sys_argv=argv,
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Run directory (default: runs/<config.name>).", flag_values=flag_values
+    )
+    return flag_values
+
+
+def _usage(flag_values) -> str:
+    return (
+        __doc__.split("\n\n")[1]
+        + "\n\nFlags:\n"
+        + flag_values.module_help(sys.modules[__name__])
+        + "\n  --config.KEY=VALUE: override one setting of the config\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Parse ``argv`` (``argv[0]`` is the program name) and train; returns the exit status."""
+    try:
+        from absl import flags, logging
+    except ModuleNotFoundError as exc:
+        common.report("train", common.missing_extra_message(exc))
+        return common.EXIT_BAD_INPUT
+    argv = _rewrite_config_flag(argv)
+    try:
+        # Loading the config file and applying overrides happen here: a missing file, an
+        # unknown key or a value of the wrong type are bad input, reported in one line.
+        flag_values = _define_flags(argv)
+        if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+            print(_usage(flag_values))
+            return common.EXIT_OK
+        rest = flag_values(argv)
+        config = flag_values.config
+        if config is None:
+            raise ValueError("no config: give --config FILE or a project config name")
+        name = config.name  # a config file that failed to load raises here
+    except (AttributeError, KeyError) as exc:
+        # ml_collections reports an unknown override key as the bare key name.
+        key = str(exc).strip("\"'")
+        given = [a for a in argv if a.lstrip("-").startswith("config.") and key in a]
+        common.report("train", f"unknown config key {key!r} ({' '.join(given) or exc})")
+        return common.EXIT_BAD_INPUT
+    except (flags.Error, TypeError, ValueError, OSError) as exc:
+        common.report("train", " ".join(str(exc).split()) or type(exc).__name__)
+        return common.EXIT_BAD_INPUT
+    if len(rest) > 1:
+        common.report("train", f"unexpected arguments: {' '.join(rest[1:])}")
+        return common.EXIT_BAD_INPUT
+    # grain's worker processes insist on parsed absl flags.
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    # orbax logs every save at INFO; the progress bar and summaries are what matter here.
+    logging.set_verbosity(logging.WARNING)
+    workdir = flag_values.workdir or str(Path("runs") / name)
+    return common.run_command("train", lambda _: _train(config, workdir), None)
+
+
+def _train(config, workdir: str) -> int:
+    import os
+
+    import jax
+
+    from ailut_jax.train import TrainingDiverged, train
+
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()
+
+    try:
+        train(config, workdir)
+    except TrainingDiverged as exc:
+        raise common.CommandError(str(exc), status=common.EXIT_DIVERGED) from exc
+    return common.EXIT_OK
