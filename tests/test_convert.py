@@ -415,7 +415,9 @@ def _compare_with_torch(model, forward, img):
     np.testing.assert_allclose(ours.lut[0], ref_lut, atol=1e-5)
     a, b = _quantize(np.asarray(ours.output[0])), _quantize(ref_out)
     diff = np.abs(a - b)
-    assert (diff == 0).mean() >= 0.999, f"only {(diff == 0).mean():.5f} of values identical"
+    # Measured: 2 of 1,039,680 values off by one at 722x480 (float summation order in the
+    # backbone's convolutions), none at 3008x2000. Allow 1 in 100,000, never more than 1.
+    assert (diff != 0).sum() <= max(10, diff.size // 100_000), f"{(diff != 0).sum()} differ"
     assert diff.max() <= 1
     return ours, diff, b
 
@@ -433,10 +435,9 @@ def test_matches_independent_torch_forward_at_480p(srgb_model, forward):
     assert np.abs(v - np.arange(33) / 32).max() > 0.02
     # The enhancement is a real change of the photo, not the identity.
     assert np.abs(np.asarray(ours.output[0]) - img).mean() > 0.01
-    assert (diff == 0).mean() >= 0.9999
     # The Enhancer (what `ailut enhance` runs: staged jits) gives the same 8-bit image.
     via_enhancer = np.abs(_quantize(np.asarray(Enhancer(srgb_model)(img))) - ref)
-    assert (via_enhancer == 0).mean() >= 0.9999 and via_enhancer.max() <= 1
+    assert (via_enhancer != 0).sum() <= 10 and via_enhancer.max() <= 1
 
 
 @needs_torch
