@@ -24,6 +24,21 @@ def mse(output: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(output - target))
 
 
+def masked_mse(output: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean squared error of flat, padded images: ``(B, N, C)`` with ``mask`` ``(B, N)``
+    marking the valid pixels. Each image's error is averaged over its own valid
+    elements, then the images are averaged: for images of one size this is
+    :func:`mse` of the unpadded batch, and padding never contributes."""
+    if output.shape != target.shape or output.shape[:2] != mask.shape:
+        raise ValueError(
+            f"output {output.shape}, target {target.shape} and mask {mask.shape} do not match"
+        )
+    mask = mask.astype(output.dtype)
+    sq = jnp.square(output - target).sum(axis=-1)
+    per_image = (sq * mask).sum(axis=1) / (mask.sum(axis=1) * output.shape[-1])
+    return jnp.mean(per_image)
+
+
 def rank_sparsity(weights: jax.Array) -> jax.Array:
     """``mean(w^2)`` over the ``(B, M)`` rank weights."""
     return jnp.mean(jnp.square(weights))
@@ -58,21 +73,23 @@ def total_loss(
     sparsity: float = DEFAULT_WEIGHTS["sparsity"],
     monotonicity: float = DEFAULT_WEIGHTS["monotonicity"],
     smoothness: float = DEFAULT_WEIGHTS["smoothness"],
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The full objective for one batch.
 
     Args:
       out: the model's :class:`~ailut_jax.models.ModelOutput` (``output``, ``weights``).
-      target: ``(B, H, W, 3)`` ground truth.
+      target: ``(B, H, W, 3)`` ground truth, or ``(B, N, 3)`` flat canvases with ``mask``.
       basis: ``(M, 3, D, D, D)`` basis LUTs.
       sparsity, monotonicity, smoothness: weights of the regularisers.
+      mask: ``(B, N)`` valid pixels of flat, padded canvases (:func:`masked_mse`).
 
     Returns:
       ``(loss, terms)`` where ``terms`` holds the unweighted ``mse``, ``sparsity``,
       ``monotonicity`` and ``smoothness`` values and the weighted ``loss``.
     """
     terms = {
-        "mse": mse(out.output, target),
+        "mse": mse(out.output, target) if mask is None else masked_mse(out.output, target, mask),
         "sparsity": rank_sparsity(out.weights),
         "monotonicity": _monotonicity(basis),
         "smoothness": _smoothness(basis),

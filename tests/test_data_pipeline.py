@@ -1,4 +1,5 @@
-"""grain pipeline: augmentation statistics, determinism, epochs, sharding, state save/restore."""
+"""grain pipeline: augmentation statistics, determinism, epochs, canvases, process shares,
+state save/restore."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from ailut_jax.data import augment as aug
-from ailut_jax.data import build_dataset, open_source
+from ailut_jax.data import build_dataset, canvas, open_source
 from ailut_jax.data.pipeline import (
     _train_transform,
     make_eval_loader,
@@ -133,7 +134,9 @@ def _loader(src, **kw):
 def test_train_loader_batches_are_deterministic_and_seeded():
     src = ListSource()
     a = _take(_loader(src), 5)
-    assert a[0]["input"].shape == (3, 32, 32, 3) and a[0]["input"].dtype == np.float32
+    # Fixed 32x32 crops: one canvas of 1024 pixels, each crop filling it.
+    assert a[0]["input"].shape == (3, 1024, 3) and a[0]["input"].dtype == np.float32
+    assert a[0]["size"].tolist() == [[32, 32]] * 3
     assert a[0]["target"].dtype == np.float32 and a[0]["id"].shape == (3,)
     assert 0.0 <= min(b["input"].min() for b in a) and max(b["input"].max() for b in a) <= 1.0
     assert _same(a, _take(_loader(src), 5))
@@ -161,24 +164,76 @@ def test_state_save_and_restore_continues_the_same_stream():
     assert _same(expected, _take(resumed, 5))
 
 
-def test_process_shards_are_disjoint_and_cover_the_data():
+def test_processes_take_their_share_of_each_global_batch():
+    """Two processes with local batch 2 see, batch for batch, the two halves of what one
+    process with batch 4 sees: the same global stream."""
     src = ListSource(n=11)
-    seen = []
-    for shard in range(2):
-        it = _loader(src, batch_size=1, crop_size=None, augment=False, shard_index=shard,
-                     shard_count=2)  # fmt: skip
-        n = len(range(shard, 11, 2))
-        seen.append({str(b["id"][0]) for b in _take(it, n)})
-    assert not seen[0] & seen[1]
-    assert seen[0] | seen[1] == {f"img{i:02d}" for i in range(11)}
+    whole = _take(_loader(src, batch_size=4, crop_size=None), 6)
+    parts = [
+        _take(_loader(src, batch_size=2, crop_size=None, shard_index=k, shard_count=2), 6)
+        for k in range(2)
+    ]
+    for t, batch in enumerate(whole):
+        ids = [str(x) for x in batch["id"]]
+        assert [str(x) for x in parts[0][t]["id"]] == ids[:2]
+        assert [str(x) for x in parts[1][t]["id"]] == ids[2:]
+        for k in range(2):
+            for i in range(2):
+                h, w = batch["size"][2 * k + i]
+                assert parts[k][t]["size"][i].tolist() == [h, w]
+                np.testing.assert_array_equal(
+                    canvas.unflatten(parts[k][t]["input"][i], (h, w)),
+                    canvas.unflatten(batch["input"][2 * k + i], (h, w)),
+                )
+    # Over the first epoch-and-a-bit every example appears, none twice within an epoch.
+    seen = [str(x) for b in whole for x in b["id"]][:11]
+    assert sorted(seen) == [f"img{i:02d}" for i in range(11)]
+
+
+def test_crops_of_any_size_are_laid_flat_into_few_canvases():
+    """Ratio crops of images of many sizes and both orientations: every batch is one of
+    the ladder's canvas sizes, the crop's pixels are row-major at the start and the
+    padding is zero."""
+    rng = np.random.default_rng(5)
+    shapes = [(int(rng.integers(40, 120)), int(rng.integers(40, 120))) for _ in range(12)]
+
+    class Mixed(ListSource):
+        def __init__(self):
+            self.items = [
+                {
+                    "input": rng.integers(0, 256, (*hw, 3), dtype=np.uint8),
+                    "target": rng.integers(0, 256, (*hw, 3), dtype=np.uint8),
+                    "id": f"img{i:02d}",
+                }
+                for i, hw in enumerate(shapes)
+            ]
+
+    src = Mixed()
+    lo, hi = canvas.crop_pixel_range(shapes, crop_size=None, resize_to=None)
+    ladder = canvas.bucket_ladder(lo, hi, 4)
+    assert len(ladder) == 4 and ladder[-1] >= hi
+    batches = _take(_loader(src, batch_size=2, crop_size=None, ladder=ladder), 40)
+    crop_shapes = {tuple(hw) for b in batches for hw in b["size"].tolist()}
+    assert len(crop_shapes) > 20  # many different crop shapes ...
+    canvases = {b["input"].shape[1] for b in batches}
+    assert canvases <= set(ladder) and len(canvases) >= 2  # ... in a few canvas sizes
+    for b in batches:
+        n = b["input"].shape[1]
+        largest = int((b["size"][:, 0] * b["size"][:, 1]).max())
+        assert n == ladder[canvas.bucket_index(largest, ladder)]
+        mask = np.asarray(canvas.valid_mask(b["size"], n))
+        assert (b["input"][~mask] == 0).all() and (b["target"][~mask] == 0).all()
+        for i, (h, w) in enumerate(b["size"].tolist()):
+            assert mask[i].sum() == h * w
+            full_h, full_w = shapes[int(str(b["id"][i])[3:])]
+            assert int(0.6 * full_h) <= h <= full_h and int(0.6 * full_w) <= w <= full_w
 
 
 def test_resize_batches_and_size_errors():
     src = ListSource(n=4)
     batch = next(_loader(src, batch_size=2, crop_size=None, resize_to=(48, 64)))
-    assert batch["input"].shape == (2, 48, 64, 3) and batch["target"].shape == (2, 48, 64, 3)
-    with pytest.raises(ValueError, match="crop_size"):
-        _loader(src, batch_size=2, crop_size=None)
+    assert batch["input"].shape == (2, 48 * 64, 3) and batch["target"].shape == (2, 48 * 64, 3)
+    assert batch["size"].tolist() == [[48, 64], [48, 64]]
     with pytest.raises(ValueError, match="does not fit"):
         next(_loader(src, crop_size=(H + 1, 16)))
 
@@ -188,7 +243,8 @@ def test_default_batches_are_pure_float_arrays_of_this_jax_process():
 
     it = make_train_loader(ListSource(n=4), batch_size=1, seed=0)
     batch = next(it)
-    assert set(batch) == {"input", "target"} and batch["input"].shape[0] == 1
+    assert set(batch) == {"input", "target", "size"} and batch["input"].shape[0] == 1
+    assert batch["size"].dtype == np.int32
     on_device = jax.device_put(batch)
     assert on_device["input"].dtype == np.float32
 

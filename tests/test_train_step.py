@@ -1,4 +1,6 @@
-"""Training step: optimizer groups and freeze, pmap over 2 CPU devices == one device, one trace."""
+"""Training step: optimizer groups and freeze, pmap over 2 CPU devices == one device, one
+trace; padded canvases give the loss and gradients of the unpadded crops; one compile per
+canvas size."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import optax
 import pytest
 from flax import nnx
 
+from ailut_jax import losses
+from ailut_jax.data import canvas
 from ailut_jax.models import AiLUT, ModelConfig
-from ailut_jax.train import base_config
+from ailut_jax.train import base_config, validate_config
 from ailut_jax.train import step as step_lib
 
 
@@ -84,14 +88,14 @@ def test_labels_select_exactly_the_adaint_parameters():
 def _setup(distill: bool):
     config = base_config()
     config.optim.lr, config.optim.n_fix_iters = 1e-3, 0
-    config.distill.targets = "output,lut,vertices"
+    config.distill.targets = ("output", "lut", "vertices")
     # No dropout: the per-device masks of a pmap run cannot equal one global mask.
     mcfg = ModelConfig(n_vertices=9, input_size=64, dropout=0.0)
     graphdef, params, stats, rng_state = step_lib.split_model(AiLUT(mcfg, rngs=nnx.Rngs(0)))
     tx = step_lib.make_optimizer(config.optim)
     teacher_model = AiLUT(mcfg, rngs=nnx.Rngs(1))
     _, t_params, t_stats, _ = step_lib.split_model(teacher_model)
-    cfg = step_lib.step_config(config, distill=distill)
+    cfg = step_lib.step_config(validate_config(config), distill=distill)
     return graphdef, params, stats, rng_state, tx, cfg, (t_params, t_stats)
 
 
@@ -112,10 +116,16 @@ def test_pmap_step_on_two_devices_equals_single_device_step(distill, optimizer):
     opt_state = tx.init(params)
     rng = np.random.default_rng(0)
     batches = [
-        {
-            "input": rng.random((4, 24, 32, 3), dtype=np.float32),
-            "target": rng.random((4, 24, 32, 3), dtype=np.float32),
-        }
+        canvas.collate(
+            [
+                {
+                    "input": rng.random((24, 32, 3), dtype=np.float32),
+                    "target": rng.random((24, 32, 3), dtype=np.float32),
+                }
+                for _ in range(4)
+            ],
+            (1024,),
+        )
         for _ in range(3)
     ]
     key = jax.random.key(3)
@@ -134,9 +144,9 @@ def test_pmap_step_on_two_devices_equals_single_device_step(distill, optimizer):
         )
     )
     t_single = teacher if distill else None
-    t_rep = step_lib.replicate(teacher, devices) if distill else None
+    t_rep = step_lib.replicate(teacher) if distill else None
     s_params, s_stats, s_opt = params, stats, opt_state
-    p_params, p_stats, p_opt = (step_lib.replicate(x, devices) for x in (params, stats, opt_state))
+    p_params, p_stats, p_opt = (step_lib.replicate(x) for x in (params, stats, opt_state))
     for i, batch in enumerate(batches):
         s_params, s_stats, s_opt, s_metrics = single(
             s_params, s_stats, s_opt, batch, key, jnp.int32(i), t_single
@@ -175,13 +185,130 @@ def test_pmap_step_on_two_devices_equals_single_device_step(distill, optimizer):
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4
 
 
-def test_ratio_crops_are_trimmed_to_few_shapes():
-    from ailut_jax.train.loop import _trim
+def _crop(rng, h, w):
+    return {
+        "input": rng.random((h, w, 3), dtype=np.float32),
+        "target": rng.random((h, w, 3), dtype=np.float32),
+    }
 
-    batch = {"input": np.zeros((1, 301, 455, 3)), "target": np.ones((1, 301, 455, 3)), "id": ["a"]}
-    out = _trim(batch, 32)
-    assert out["input"].shape == out["target"].shape == (1, 288, 448, 3)
-    assert out["id"] == ["a"]
-    small = {"input": np.zeros((1, 20, 40, 3)), "target": np.zeros((1, 20, 40, 3))}
-    assert _trim(small, 32)["input"].shape == (1, 20, 32, 3)
-    assert _trim(batch, 0) is batch
+
+@pytest.mark.parametrize("backbone", ["cnn", "resnet18"])
+def test_padded_canvas_gives_the_loss_and_gradients_of_the_unpadded_crops(backbone):
+    """Two crops of different sizes and orientations, padded into one canvas: the step's
+    loss equals the mean of the crops' own losses (model run on each unpadded crop) and
+    its update (SGD, lr 1: minus the gradient) equals the mean of their gradients."""
+    mcfg = ModelConfig(backbone=backbone, n_vertices=9, input_size=64, dropout=0.0)
+    model = AiLUT(mcfg, rngs=nnx.Rngs(0))
+    graphdef, params, stats, rng_state = step_lib.split_model(model)
+    config = base_config()
+    cfg = step_lib.step_config(validate_config(config), distill=False)
+    tx = optax.sgd(1.0)
+    step = jax.jit(step_lib.make_train_step(graphdef, rng_state, tx, cfg))
+    rng = np.random.default_rng(1)
+    crops = [_crop(rng, 37, 53), _crop(rng, 61, 29)]
+    batch = canvas.collate(crops, (4096,))
+    assert batch["input"].shape == (2, 4096, 3)
+    key = jax.random.key(0)
+    new_params, _, _, metrics = step(params, stats, tx.init(params), batch, key, jnp.int32(0), None)
+
+    def crop_loss(p, crop):
+        m = nnx.merge(graphdef, p, stats, rng_state)
+        # ResNet-18 trains with batch statistics; each crop alone is a batch of one, as in
+        # the canvas (BatchNorm sees the thumbnails of both: compare the CNN exactly, the
+        # ResNet-18 through its per-crop path below).
+        out = m(crop["input"][None], deterministic=backbone == "resnet18")
+        loss, _ = losses.total_loss(out, crop["target"][None], m.basis_luts(), **cfg_weights)
+        return loss
+
+    cfg_weights = dict(sparsity=cfg.sparsity, monotonicity=cfg.monotonicity, smoothness=0.0)
+    if backbone == "cnn":
+        per_crop = [jax.value_and_grad(crop_loss)(params, c) for c in crops]
+        want_loss = np.mean([float(v) for v, _ in per_crop])
+        np.testing.assert_allclose(float(metrics["loss"]), want_loss, rtol=2e-6)
+        want = jax.tree.map(lambda a, b: (a + b) / 2, per_crop[0][1], per_crop[1][1])
+        got = jax.tree.map(lambda new, old: old - new, new_params, params)
+        # float32: the canvas sums the same terms in another order; bound each entry by
+        # a small fraction of its leaf's largest gradient.
+        for (path, g), w in zip(
+            jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want)
+        ):
+            w = np.asarray(w)
+            np.testing.assert_allclose(
+                np.asarray(g),
+                w,
+                rtol=1e-4,
+                atol=2e-5 * float(np.abs(w).max()),
+                err_msg=jax.tree_util.keystr(path),
+            )
+    # For every backbone: the canvas forward equals the model on each unpadded crop.
+    m = nnx.merge(graphdef, params, stats, rng_state)
+    flat = step_lib.canvas_forward(
+        m, jnp.asarray(batch["input"]), jnp.asarray(batch["size"]), deterministic=True, impl="auto"
+    )
+    for i, c in enumerate(crops):
+        h, w = c["input"].shape[:2]
+        ref = m(c["input"][None], deterministic=True)
+        np.testing.assert_allclose(
+            canvas.unflatten(np.asarray(flat.output[i]), (h, w)), np.asarray(ref.output[0]),
+            rtol=1e-5, atol=1e-6,
+        )  # fmt: skip
+        np.testing.assert_allclose(
+            np.asarray(flat.lut[i]), np.asarray(ref.lut[0]), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            np.asarray(flat.vertices[i]), np.asarray(ref.vertices[0]), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_the_step_compiles_once_per_canvas_size():
+    """Ratio crops of 10 image sizes (both orientations), batch 1, 30 steps: the step is
+    traced once per canvas size seen, never more than the ladder's 4."""
+    from ailut_jax.data.pipeline import make_train_loader
+
+    rng = np.random.default_rng(2)
+    shapes = [(40, 72), (72, 40), (50, 50), (64, 48), (48, 64), (80, 60), (60, 80), (45, 90),
+              (90, 45), (70, 70)]  # fmt: skip
+
+    class Source:
+        input_scale = 255.0
+        items = [
+            {"input": rng.integers(0, 256, (*hw, 3), dtype=np.uint8),
+             "target": rng.integers(0, 256, (*hw, 3), dtype=np.uint8), "id": str(i)}
+            for i, hw in enumerate(shapes)
+        ]  # fmt: skip
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    lo, hi = canvas.crop_pixel_range(shapes, crop_size=None, resize_to=None)
+    ladder = canvas.bucket_ladder(lo, hi, 4)
+    it = make_train_loader(Source(), batch_size=1, seed=0, ladder=ladder, shard_count=1,
+                           shard_index=0)  # fmt: skip
+    mcfg = ModelConfig(n_vertices=9, input_size=32, dropout=0.0)
+    graphdef, params, stats, rng_state = step_lib.split_model(AiLUT(mcfg, rngs=nnx.Rngs(0)))
+    config = validate_config(base_config())
+    tx = step_lib.make_optimizer(config.optim, 30)
+    traces = []
+    step = jax.jit(
+        step_lib.make_train_step(
+            graphdef, rng_state, tx, step_lib.step_config(config, distill=False),
+            trace_counter=traces,
+        ),
+        donate_argnums=(0, 1, 2),
+    )  # fmt: skip
+    opt_state = tx.init(params)
+    crop_shapes, canvases = set(), set()
+    for i in range(30):
+        batch = next(it)
+        crop_shapes.add(tuple(batch["size"][0].tolist()))
+        canvases.add(batch["input"].shape[1])
+        params, stats, opt_state, metrics = step(
+            params, stats, opt_state, batch, jax.random.key(0), jnp.int32(i), None
+        )
+    assert np.isfinite(float(metrics["loss"]))
+    assert len(crop_shapes) >= 20
+    assert 2 <= len(canvases) <= 4
+    assert len(traces) == len(canvases)

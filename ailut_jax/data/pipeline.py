@@ -4,13 +4,16 @@ Training::
 
     source = ailut_jax.data.open_source("ailut_demo", "train")
     it = make_train_loader(source, batch_size=1, seed=0)
-    batch = next(it)            # {"input": (B, H, W, 3) float32, "target": same}
+    batch = next(it)            # flat canvases {"input", "target": (B, N, 3), "size": (B, 2)}
     state = it.get_state()      # JSON-serialisable dict; store it with the checkpoint
     it.set_state(state)         # a resumed run continues with the same batches
 
 The stream is infinite: each epoch is reshuffled and re-augmented with seeds derived
-from ``seed`` and the epoch number, so it is deterministic for a seed. Each process
-(``jax.process_index()`` of ``jax.process_count()``) reads a disjoint shard.
+from ``seed`` and the epoch number, so it is deterministic for a seed. Crops of any
+size are laid flat into one of a few canvas sizes (:mod:`ailut_jax.data.canvas`), so
+the training step compiles once per canvas size, not once per crop shape. With several
+processes (``jax.process_index()`` of ``jax.process_count()``) each process takes its
+own share of every global batch; together they see the single-process stream.
 With ``worker_count > 0`` decoding and augmentation run in that many worker processes
 (the caller's script needs an ``if __name__ == "__main__":`` guard).
 """
@@ -23,6 +26,7 @@ import grain
 import numpy as np
 
 from ailut_jax.data import augment as aug
+from ailut_jax.data import canvas
 
 
 def to_float_example(example: dict, input_scale: float, target_scale: float = 255.0) -> dict:
@@ -83,11 +87,39 @@ def _process_shard(shard_index, shard_count) -> tuple[int, int]:
     return int(shard_index), int(shard_count)
 
 
+class _ProcessShare(grain.MapDataset):
+    """This process's share of each global batch, in order.
+
+    The global stream is cut into batches of ``local * count`` examples; process
+    ``index`` takes examples ``[index * local, (index + 1) * local)`` of each. Element
+    ``j`` is parent element ``(j // local) * local * count + index * local + j % local``,
+    so a process decodes only its own examples, and the processes together see exactly
+    the stream a single process would.
+    """
+
+    def __init__(self, parent: grain.MapDataset, local: int, index: int, count: int):
+        super().__init__(parent)
+        self._local, self._index, self._count = local, index, count
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._count
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return self.slice(j)
+        batch, i = divmod(int(j), self._local)
+        return self._parent[(batch * self._count + self._index) * self._local + i]
+
+    def __str__(self) -> str:
+        return f"ProcessShare(local={self._local}, index={self._index}, count={self._count})"
+
+
 def make_train_dataset(
     source,
     *,
     batch_size: int,
     seed: int,
+    ladder=None,
     crop_size=None,
     resize_to=None,
     augment: bool = True,
@@ -106,16 +138,11 @@ def make_train_dataset(
     """The infinite training stream as a ``grain.IterDataset`` (see :func:`make_train_loader`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if batch_size > 1 and crop_size is None and resize_to is None:
-        raise ValueError(
-            "batch_size > 1 needs equal image sizes: pass crop_size (FiveK style) or "
-            "resize_to (PPR10K style)"
-        )
     shard_index, shard_count = _process_shard(shard_index, shard_count)
-    ds = grain.MapDataset.source(source)
-    ds = ds[shard_index::shard_count]
-    if len(ds) == 0:
-        raise ValueError(f"shard {shard_index}/{shard_count} of {source!r} is empty")
+    if len(source) == 0:
+        raise ValueError(f"{source!r} holds no examples")
+    if ladder is None:
+        ladder = _default_ladder(source, crop_size, resize_to, crop_ratio)
     transform = functools.partial(
         _train_transform,
         input_scale=float(getattr(source, "input_scale", 255.0)),
@@ -128,11 +155,20 @@ def make_train_dataset(
         saturation=saturation,
         with_ids=with_ids,
     )
+    # One global stream of single crops (the same in every process), shuffled and
+    # augmented per element index; each process then takes its share of every global
+    # batch and lays it flat into one of the ladder's canvas sizes.
     ds = (
-        ds.shuffle(seed=seed % 2**32)
+        grain.MapDataset.source(source)
+        .shuffle(seed=seed % 2**32)
         .random_map(transform, seed=(seed + 1) % 2**32)
         .repeat(None)
-        .batch(batch_size, drop_remainder=True)
+    )
+    ds = _ProcessShare(ds, batch_size, shard_index, shard_count)
+    ds = ds.batch(
+        batch_size,
+        drop_remainder=True,
+        batch_fn=functools.partial(canvas.collate, ladder=tuple(ladder)),
     )
     # grain's default read-ahead (16 threads, 500 elements) would decode hundreds of
     # batches ahead, per worker, and again after every set_state: keep it small.
@@ -149,26 +185,44 @@ def make_train_dataset(
     return it_ds
 
 
+def _default_ladder(source, crop_size, resize_to, crop_ratio) -> tuple[int, ...]:
+    """A ladder for sources that can report their image sizes (or fixed-size crops)."""
+    if crop_size is not None or resize_to is not None:
+        lo, hi = canvas.crop_pixel_range(
+            [], crop_size=crop_size, resize_to=resize_to, crop_ratio=crop_ratio
+        )
+        return canvas.bucket_ladder(lo, hi, 1)
+    sizes = [tuple(source[i]["input"].shape[:2]) for i in range(len(source))]
+    lo, hi = canvas.crop_pixel_range(sizes, crop_size=None, resize_to=None, crop_ratio=crop_ratio)
+    return canvas.bucket_ladder(lo, hi, canvas.DEFAULT_BUCKETS)
+
+
 def make_train_loader(source, **kwargs) -> grain.DatasetIterator:
     """Infinite iterator of training batches from a random-access ``source``.
 
     ``source[i]`` must give ``{"input": uint8|uint16, "target": uint8, "id": str}`` (a
     :class:`ailut_jax.data.PairSource`; its ``input_scale`` says 255 or 65535).
 
-    Keyword arguments: ``batch_size``, ``seed`` (required); ``crop_size`` (int or
-    (h, w): a random crop of that size instead of the ratio crop) or ``resize_to``
-    (int or (h, w): bilinear resize after the ratio crop, as PPR10K does), one of which
-    is required when ``batch_size > 1``; ``augment`` (False: no crop ratio, flip or
-    jitter; a ``crop_size`` crop is then centred); ``crop_ratio`` (0.6, 1.0),
-    ``flip_prob`` 0.5, ``brightness`` 0.2, ``saturation`` 0.2 (set both to 0 for the
-    XYZ and PPR10K recipes); ``worker_count`` (0 = decode in this process, with
-    ``read_threads`` threads), ``worker_buffer_size`` (batches queued per worker),
-    ``prefetch_batches`` (batches decoded ahead by each reader); ``shard_index`` /
-    ``shard_count`` (default ``jax.process_index()`` / ``jax.process_count()``);
-    ``with_ids`` adds the examples' ids to each batch (a ``(B,)`` str array, which is
-    not a JAX type: leave it off for batches passed whole to ``jax.device_put``).
+    Keyword arguments: ``batch_size`` (this process's batch), ``seed`` (required);
+    ``ladder``: the canvas sizes (:func:`ailut_jax.data.canvas.bucket_ladder`; by
+    default planned from the source's image sizes, which decodes every image once:
+    the trainer passes one planned from the encoded headers instead); ``crop_size``
+    (int or (h, w): a random crop of that size instead of the ratio crop) or
+    ``resize_to`` (int or (h, w): bilinear resize after the ratio crop, as PPR10K
+    does); ``augment`` (False: no crop ratio, flip or jitter; a ``crop_size`` crop is
+    then centred); ``crop_ratio`` (0.6, 1.0), ``flip_prob`` 0.5, ``brightness`` 0.2,
+    ``saturation`` 0.2 (set both to 0 for the XYZ and PPR10K recipes);
+    ``worker_count`` (0 = decode in this process, with ``read_threads`` threads),
+    ``worker_buffer_size`` (batches queued per worker), ``prefetch_batches`` (batches
+    decoded ahead by each reader); ``shard_index`` / ``shard_count`` (default
+    ``jax.process_index()`` / ``jax.process_count()``): this process's share of each
+    global batch of ``batch_size * shard_count`` examples; ``with_ids`` adds the
+    examples' ids (a ``(B,)`` str array, not a JAX type: drop it before ``device_put``).
 
-    Yields ``{"input": (B, H, W, 3) float32 in [0, 1], "target": same}``.
+    Yields flat canvases (:func:`ailut_jax.data.canvas.collate`): ``{"input",
+    "target": (B, N, 3) float32 in [0, 1], "size": (B, 2) int32}``, crop ``b`` of
+    ``size[b] = (h, w)`` row-major in the first ``h * w`` rows, zeros after; ``N`` is
+    the smallest ladder size that holds the batch's largest crop.
     The iterator's ``get_state()`` / ``set_state(state)`` save and restore the position.
     """
     return iter(make_train_dataset(source, **kwargs))

@@ -58,6 +58,51 @@ def resize_bilinear(img: jax.Array, size: tuple[int, int]) -> jax.Array:
     return top * hw0 + bottom * hw1
 
 
+def _linear_taps_traced(in_size: jax.Array, out_size: int):
+    """:func:`_linear_taps` for a size known only at run time (an int32 scalar)."""
+    scale = in_size.astype(jnp.float32) / jnp.float32(out_size)
+    src = scale * (jnp.arange(out_size, dtype=jnp.float32) + jnp.float32(0.5)) - jnp.float32(0.5)
+    src = jnp.maximum(src, jnp.float32(0.0))
+    i0 = jnp.minimum(jnp.floor(src).astype(jnp.int32), in_size - 1)
+    lam = jnp.clip(src - i0.astype(jnp.float32), 0.0, 1.0)
+    i1 = jnp.where(i0 < in_size - 1, i0 + 1, i0)
+    return i0, i1, jnp.float32(1.0) - lam, lam
+
+
+def resize_bilinear_flat(pixels: jax.Array, sizes: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """:func:`resize_bilinear` of images stored flat and padded, with sizes known at run time.
+
+    ``pixels`` ``(B, N, C)`` holds image ``b`` of ``sizes[b] = (h, w)`` row-major in its
+    first ``h * w`` entries (the rest is padding, never read); returns ``(B, h', w', C)``
+    for ``size = (h', w')``. The taps and the order of the sums are those of
+    :func:`resize_bilinear`, so the thumbnail is the one the model computes from the
+    unpadded image (up to a rounding where XLA fuses the tap arithmetic differently), and
+    one compiled function serves every image size.
+    """
+    out_h, out_w = size
+
+    def one(flat, hw):
+        h, w = hw[0], hw[1]
+        r0, r1, hw0, hw1 = _linear_taps_traced(h, out_h)
+        c0, c1, ww0, ww1 = _linear_taps_traced(w, out_w)
+        dtype = flat.dtype
+        ww0, ww1 = ww0.astype(dtype)[:, None], ww1.astype(dtype)[:, None]
+        hw0, hw1 = hw0.astype(dtype)[:, None, None], hw1.astype(dtype)[:, None, None]
+
+        def along_width(rows):  # rows: (out_h,) source row indices -> (out_h, out_w, C)
+            base = (rows * w)[:, None]
+            return (
+                jnp.take(flat, base + c0[None], axis=0) * ww0
+                + jnp.take(flat, base + c1[None], axis=0) * ww1
+            )
+
+        # Source sizes equal to the output are the identity, as in resize_bilinear: the
+        # taps then fall exactly on the pixels with weights 1 and 0.
+        return along_width(r0) * hw0 + along_width(r1) * hw1
+
+    return jax.vmap(one)(pixels, sizes.astype(jnp.int32))
+
+
 def adaptive_avg_pool(x: jax.Array, out_size: int) -> jax.Array:
     """PyTorch ``AdaptiveAvgPool2d(out_size)`` on channels-last ``(B, H, W, C)``.
 

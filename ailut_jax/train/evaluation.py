@@ -1,54 +1,40 @@
 """Test-split evaluation of each generation, the ensemble, and the results table.
 
-Outputs are rounded to 8 bits before scoring (as a saved photo would be); PSNR, SSIM
-(standard Gaussian) and Delta-E (CIE76) come from :mod:`ailut_jax.metrics`.
+The test split is streamed: one image is decoded, enhanced and scored at a time, and only
+running sums (plus the few images of the report's grid) are kept, so memory does not
+grow with the split. Models run through :class:`ailut_jax.enhance.Enhancer`, the
+predictor ``ailut enhance`` and ``ailut evaluate`` use (compiled once per model
+structure, plus a cheap resize and transform per image size). Outputs are rounded to 8
+bits before scoring (as a saved photo would be); PSNR, SSIM (standard Gaussian) and
+Delta-E (CIE76) come from :mod:`ailut_jax.metrics`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
 
 from ailut_jax import metrics
+from ailut_jax.enhance import Enhancer
 from ailut_jax.imageio import quantize
 
 METRIC_NAMES = ("psnr", "ssim", "delta_e")
+IDENTITY = "identity"
+ENSEMBLE = "ensemble"
 
 
-class Forward:
-    """A jitted full-resolution forward ``(params, batch_stats, img) -> ModelOutput``.
-
-    One compile per image shape, shared by every generation (same architecture).
-    """
-
-    def __init__(self, graphdef, rng_state, impl: str = "auto"):
-        def forward(params, batch_stats, img):
-            model = nnx.merge(graphdef, params, batch_stats, rng_state)
-            return model(img, deterministic=True, impl=impl)
-
-        self._forward = jax.jit(forward)
-
-    def __call__(self, weights, img: np.ndarray):
-        params, batch_stats = weights
-        return self._forward(params, batch_stats, img)
-
-
-def eval_examples(source, limit: int = 0) -> list[dict]:
-    """Test examples as float32 ``(1, H, W, 3)`` input, uint8 target, id."""
+def iter_test_images(source, limit: int | None = None):
+    """``(id, input (H, W, 3) float32, target uint8)`` of the first ``limit`` test pairs."""
     from ailut_jax.data.pipeline import make_eval_loader
 
     loader = make_eval_loader(source)
-    n = len(loader) if not limit else min(limit, len(loader))
-    out = []
+    n = len(loader) if limit is None else min(limit, len(loader))
     for i in range(n):
         ex = loader[i]
-        out.append({"input": ex["input"], "target": quantize(ex["target"][0], 8), "id": ex["id"]})
-    return out
+        yield ex["id"], ex["input"][0], quantize(ex["target"][0], 8)
 
 
 def score(output: np.ndarray, target_u8: np.ndarray, names=METRIC_NAMES) -> dict[str, float]:
@@ -56,30 +42,57 @@ def score(output: np.ndarray, target_u8: np.ndarray, names=METRIC_NAMES) -> dict
     return {name: float(metrics.METRICS[name](out, target_u8)) for name in names}
 
 
-def _mean(rows: Sequence[dict]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+def evaluate(
+    source,
+    enhancers: Mapping[str, Enhancer],
+    *,
+    limit: int | None = None,
+    identity: bool = False,
+    ensemble: bool = False,
+    names=METRIC_NAMES,
+    visit: Callable | None = None,
+) -> dict[str, dict[str, float]]:
+    """Mean metrics over the test split, per model, in one streaming pass.
 
+    Args:
+      source: the test split (random access).
+      enhancers: label -> :class:`Enhancer`.
+      identity: also score the unchanged input (label :data:`IDENTITY`).
+      ensemble: also score the mean of all enhancers' unclamped outputs (label
+        :data:`ENSEMBLE`).
+      visit: called as ``visit(index, id, input, target_u8, predictions)`` for each
+        image, ``predictions`` mapping each label to ``Enhancer.predict``'s dict (for
+        figures); nothing is kept unless it keeps it.
 
-def identity_scores(examples, names=METRIC_NAMES) -> dict[str, float]:
-    return _mean([score(ex["input"][0], ex["target"], names) for ex in examples])
+    Returns:
+      label -> {metric: mean}; also ``"images"``: the number of images scored.
+    """
+    sums: dict[str, dict[str, float]] = {}
+    count = 0
 
+    def add(label, output, target):
+        row = score(output, target, names)
+        acc = sums.setdefault(label, dict.fromkeys(names, 0.0))
+        for k, v in row.items():
+            acc[k] += v
 
-def evaluate(forward: Forward, weights, examples, names=METRIC_NAMES) -> dict[str, float]:
-    """Mean metrics of one model over ``examples``."""
-    rows = []
-    for ex in examples:
-        out = np.asarray(forward(weights, ex["input"]).output[0])
-        rows.append(score(out, ex["target"], names))
-    return _mean(rows)
-
-
-def evaluate_ensemble(forward: Forward, all_weights, examples) -> dict[str, float]:
-    """Mean metrics of the average of the generations' (unclamped) output images."""
-    rows = []
-    for ex in examples:
-        outs = [np.asarray(forward(w, ex["input"]).output[0]) for w in all_weights]
-        rows.append(score(np.mean(outs, axis=0), ex["target"]))
-    return _mean(rows)
+    for index, (image_id, inp, target) in enumerate(iter_test_images(source, limit)):
+        predictions = {label: e.predict(inp) for label, e in enhancers.items()}
+        outputs = {label: np.asarray(p["output"]) for label, p in predictions.items()}
+        for label, out in outputs.items():
+            add(label, out, target)
+        if identity:
+            add(IDENTITY, inp, target)
+        if ensemble and outputs:
+            add(ENSEMBLE, np.mean(list(outputs.values()), axis=0), target)
+        if visit is not None:
+            visit(index, image_id, inp, target, predictions)
+        count += 1
+    if count == 0:
+        raise ValueError("the test split holds no images")
+    result = {label: {k: v / count for k, v in acc.items()} for label, acc in sums.items()}
+    result["images"] = count
+    return result
 
 
 def results_table(rows: list[dict]) -> str:

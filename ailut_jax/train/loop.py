@@ -3,6 +3,7 @@
 :func:`train` runs a whole config in a work directory::
 
     WORKDIR/config.json            the validated config (a restart must use the same)
+    WORKDIR/canvases.json          the canvas sizes training batches are padded to
     WORKDIR/checkpoints/           orbax: every ``checkpoint_every`` steps and each generation's end
     WORKDIR/gen{k}/model/          generation k's model directory (``ailut enhance --checkpoint``)
     WORKDIR/gen{k}/eval.json       its test-split metrics
@@ -14,12 +15,21 @@
 Generation 0 (the teacher) learns from the targets; generation k >= 1 starts from a fresh
 initialisation (seed ``config.seed + k``) and also matches generation k-1's outputs on
 the same augmented batches (Born-Again Networks, ADAINT.md section 6).
+
+Crops of any size are padded into at most ``config.data.canvas_buckets`` canvas sizes
+(:mod:`ailut_jax.data.canvas`), so each step function compiles at most that many times;
+JAX's persistent compilation cache (``$AILUT_CACHE_DIR`` or the user cache folder) keeps
+the compiled steps for resumed and repeated runs. With several processes
+(``jax.distributed``), every process runs this same function: each reads its own share
+of every global batch, all of them save checkpoints (orbax coordinates them), and only
+process 0 evaluates and writes reports, figures and model directories.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -31,12 +41,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from ailut_jax.data import canvas
+from ailut_jax.enhance import Enhancer
 from ailut_jax.modeldir import load_model_dir, save_model_dir
 from ailut_jax.models import AiLUT, count_params
 from ailut_jax.train import evaluation, report
 from ailut_jax.train import step as step_lib
 from ailut_jax.train.checkpoint import RunCheckpoints
-from ailut_jax.train.config import ConfigError, model_config, validate_config
+from ailut_jax.train.config import ConfigError, TrainConfig, validate_config
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,8 +72,8 @@ def open_data(config):
     from ailut_jax.data import dataset_path, is_built, open_source
 
     d = config.data
-    data_dir = d.data_dir or None
-    name, cfg = d.name, d.config or None
+    data_dir = d.data_dir
+    name, cfg = d.name, d.config
     kwargs = {}
     if d.source:
         kwargs["source"] = d.source
@@ -81,17 +93,17 @@ def open_data(config):
     return train, test
 
 
-def _train_loader(config, source, generation: int):
+def _train_loader(config: TrainConfig, source, generation: int, ladder):
     from ailut_jax.data.pipeline import make_train_loader
 
     d = config.data
-    local_batch = config.batch_size // jax.process_count()
     return make_train_loader(
         source,
-        batch_size=local_batch,
+        batch_size=config.batch_size // jax.process_count(),
         seed=config.seed + 1000 * generation,
-        crop_size=d.crop_size or None,
-        resize_to=d.resize_to or None,
+        ladder=ladder,
+        crop_size=d.crop_size,
+        resize_to=d.resize_to,
         flip_prob=d.flip_prob,
         brightness=d.brightness,
         saturation=d.saturation,
@@ -99,9 +111,62 @@ def _train_loader(config, source, generation: int):
     )
 
 
-def _check_workdir_config(workdir: Path, config) -> None:
+def plan_canvases(config: TrainConfig, workdir: Path) -> tuple[int, ...]:
+    """The canvas sizes of this run: planned once from the training images' sizes (read
+    from their encoded headers) and kept in ``canvases.json``, so a resumed run pads
+    exactly as the first did."""
+    path = workdir / "canvases.json"
+    if path.exists():
+        return tuple(json.loads(path.read_text())["ladder"])
+    d = config.data
+    sizes = []
+    if d.crop_size is None and d.resize_to is None:
+        sizes = canvas.image_sizes(d.name, "train", config=d.config, data_dir=d.data_dir)
+    lo, hi = canvas.crop_pixel_range(sizes, crop_size=d.crop_size, resize_to=d.resize_to)
+    ladder = canvas.bucket_ladder(lo, hi, d.canvas_buckets)
+    if jax.process_index() == 0:
+        doc = {
+            "ladder": list(ladder),
+            "crop_pixels": [lo, hi],
+            "train_images": len(sizes) or None,
+            "distinct_image_sizes": len(set(sizes)) or None,
+        }
+        _write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return ladder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def enable_compilation_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache unless the user configured one:
+    ``$AILUT_CACHE_DIR/jax`` or ``$XDG_CACHE_HOME/ailut_jax/jax`` (``~/.cache``).
+    ``AILUT_CACHE_DIR=off`` leaves it off."""
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    root = os.environ.get("AILUT_CACHE_DIR")
+    if root == "off":
+        return None
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ailut_jax"
+    path = Path(root).expanduser() / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # Every training compile is worth keeping (the default skips those under 1 s).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def _check_workdir_config(workdir: Path, config: TrainConfig) -> None:
     path = workdir / "config.json"
-    current = json.loads(config.to_json_best_effort(sort_keys=True))
+    current = config.to_dict()
     if path.exists():
         saved = json.loads(path.read_text())
         ignore = {"progress"}
@@ -116,34 +181,55 @@ def _check_workdir_config(workdir: Path, config) -> None:
                 "resume it with the same config or choose another --workdir"
             )
     elif jax.process_index() == 0:
-        path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        _write_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
 class _Generation:
     """Everything one generation's training needs, built from the config and a seed."""
 
-    def __init__(self, config, generation: int):
+    def __init__(self, config: TrainConfig, generation: int):
         self.generation = generation
         self.seed = config.seed + generation
-        model = AiLUT(model_config(config), rngs=nnx.Rngs(self.seed))
+        model = AiLUT(config.model.model_config(), rngs=nnx.Rngs(self.seed))
+        if config.model.backbone_weights is not None:
+            from ailut_jax.convert import load_resnet18_weights, load_torch_state_dict
+
+            weights = load_torch_state_dict(config.model.backbone_weights)
+            load_resnet18_weights(model, weights)
         self.graphdef, self.params, self.batch_stats, self.rng_state = step_lib.split_model(model)
         self.tx = step_lib.make_optimizer(config.optim, config.steps)
         self.opt_state = self.tx.init(self.params)
         self.key = jax.random.key(self.seed)
 
-    def host_state(self) -> dict:
-        return {
+    def host_state(self, teacher=None) -> dict:
+        state = {
             "params": nnx.to_pure_dict(self.params),
             "batch_stats": nnx.to_pure_dict(self.batch_stats),
             "opt_state": self.opt_state,
             "key": jax.random.key_data(self.key),
         }
+        if teacher is not None:
+            # The frozen teacher travels with the student's checkpoints, so every process
+            # can resume from the checkpoint alone (model directories are process 0's).
+            state["teacher"] = {
+                "params": nnx.to_pure_dict(teacher[0]),
+                "batch_stats": nnx.to_pure_dict(teacher[1]),
+            }
+        return state
 
-    def load_host_state(self, state: dict) -> None:
+    def load_host_state(self, state: dict):
+        """Restore from a checkpoint's state; returns the teacher ``(params, stats)`` or None."""
         nnx.replace_by_pure_dict(self.params, state["params"])
         nnx.replace_by_pure_dict(self.batch_stats, state["batch_stats"])
         self.opt_state = state["opt_state"]
         self.key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+        if "teacher" not in state:
+            return None
+        params = jax.tree.map(lambda x: x, self.params)
+        stats = jax.tree.map(lambda x: x, self.batch_stats)
+        nnx.replace_by_pure_dict(params, state["teacher"]["params"])
+        nnx.replace_by_pure_dict(stats, state["teacher"]["batch_stats"])
+        return params, stats
 
     def model(self) -> AiLUT:
         return nnx.merge(self.graphdef, self.params, self.batch_stats, self.rng_state)
@@ -153,15 +239,16 @@ def _as_host(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
 
 
-def train(config: ml_collections.ConfigDict, workdir, *, progress: bool | None = None) -> dict:
+def train(config: ml_collections.ConfigDict | TrainConfig, workdir, *, progress=None) -> dict:
     """Run (or resume) the born-again training described by ``config`` in ``workdir``.
 
-    Returns the results document (also written as ``results.json`` / ``results.md``).
+    Returns the results document (also written as ``results.json`` / ``results.md``; in
+    processes other than 0, which do not evaluate, ``rows`` is empty).
 
     Raises:
       ConfigError: before any work, for an invalid config or a missing dataset.
-      TrainingDiverged: the loss became non-finite; checkpoints up to the last good
-        one are kept.
+      TrainingDiverged: the loss or the gradients became non-finite; checkpoints up to
+        the last good one are kept.
     """
     config = validate_config(config)
     workdir = Path(workdir).absolute()
@@ -171,116 +258,164 @@ def train(config: ml_collections.ConfigDict, workdir, *, progress: bool | None =
             f"invalid training config:\n  config.batch_size={config.batch_size} does not split "
             f"evenly over {n_global} devices; use a multiple of {n_global}"
         )
+    enable_compilation_cache()
     train_source, test_source = open_data(config)
     workdir.mkdir(parents=True, exist_ok=True)
     _check_workdir_config(workdir, config)
+    ladder = plan_canvases(config, workdir)
     is_main = jax.process_index() == 0
     show_progress = config.progress if progress is None else progress
 
-    examples = evaluation.eval_examples(test_source, config.data.eval_limit)
     ckpt = RunCheckpoints(
         workdir / "checkpoints",
         steps_per_generation=config.steps,
         keep=config.keep_checkpoints,
     )
     writer = report.MetricWriter(workdir, enabled=is_main)
+    n_test = (
+        len(test_source)
+        if config.data.eval_limit is None
+        else min(config.data.eval_limit, len(test_source))
+    )
     _log(
         f"ailut-jax training {config.name}: {config.generations} generation(s) x "
-        f"{config.steps} steps, global batch {config.batch_size} on {n_global} device(s); "
-        f"{len(train_source)} training pairs, {len(examples)} test images; workdir {workdir}"
+        f"{config.steps} steps, global batch {config.batch_size} on {n_global} device(s) "
+        f"in {jax.process_count()} process(es); {len(train_source)} training pairs, "
+        f"{n_test} test images; canvases of {', '.join(f'{n:,}' for n in ladder)} pixels; "
+        f"workdir {workdir}"
     )
-    start_gen, start_step, restored = 0, 0, None
+    start_gen, restored = 0, None
     latest = ckpt.latest()
+    gen_results: list[dict] = []
     try:
         if latest is not None:
             start_gen, start_step = ckpt.position(latest)
             restored = latest
             _log(f"resuming from checkpoint {latest}: generation {start_gen}, step {start_step}")
-        forward = None
-        steps_cache = {}
-        weights = []  # (params, batch_stats) of each finished generation, host copies
-        for gen in range(start_gen):
-            model = load_model_dir(_gen_dir(workdir, gen) / "model")
-            _, params, stats, _ = step_lib.split_model(model)
-            weights.append((params, stats))
-        gen_results = [
-            json.loads((_gen_dir(workdir, g) / "eval.json").read_text()) for g in range(start_gen)
-        ]
+        if is_main:
+            gen_results = [
+                json.loads((_gen_dir(workdir, g) / "eval.json").read_text())
+                for g in range(start_gen)
+            ]
+        teacher = None
+        steps_cache: dict = {}
         for gen in range(start_gen, config.generations):
             g = _Generation(config, gen)
-            if forward is None:
-                forward = evaluation.Forward(g.graphdef, g.rng_state, config.impl)
-            it = _train_loader(config, train_source, gen)
+            it = _train_loader(config, train_source, gen, ladder)
             step0 = 0
             if restored is not None:
-                state, meta = ckpt.restore(restored, g.host_state())
-                g.load_host_state(state)
+                state, meta = ckpt.restore(restored, g.host_state(_abstract_teacher(g, gen)))
+                teacher = g.load_host_state(state)
                 it.set_state(meta["data_iterator"])
                 step0 = meta["step"]
                 restored = None
-            teacher = weights[-1] if gen > 0 else None
+            elif gen > 0 and teacher is None:
+                # Resuming exactly at a generation boundary: the previous generation's
+                # final weights are its last checkpoint.
+                teacher = _previous_generation(config, ckpt, gen)
             if step0 < config.steps:
                 _train_generation(
-                    config,
-                    g,
-                    it,
-                    teacher,
-                    step0,
-                    ckpt,
-                    writer,
-                    forward,
-                    examples,
-                    show_progress,
-                    steps_cache,
-                )
+                    config, g, it, teacher, step0, ckpt, writer, test_source, show_progress,
+                    steps_cache, ladder,
+                )  # fmt: skip
             ckpt.wait()
-            result = _finish_generation(config, workdir, g, forward, examples, is_main)
-            gen_results.append(result)
-            weights.append((g.params, g.batch_stats))
+            if is_main:
+                gen_results.append(_finish_generation(config, workdir, g, test_source))
+            teacher = (g.params, g.batch_stats)
         ckpt.wait()
     finally:
         ckpt.close()
         writer.close()
 
-    identity = evaluation.identity_scores(examples)
-    rows = [dict(model="identity (input unchanged)", **identity)]
-    for gen, r in enumerate(gen_results):
-        label = "teacher (gen 0)" if gen == 0 else f"student (gen {gen})"
-        rows.append(dict(model=label, **{k: r[k] for k in evaluation.METRIC_NAMES}))
-    if len(weights) > 1:
-        ens = evaluation.evaluate_ensemble(forward, weights, examples)
-        rows.append(dict(model=f"ensemble of {len(weights)} generations", **ens))
     extra = {
         "config": config.name,
         "dataset": f"{config.data.name}/{config.data.config}",
-        "test_images": len(examples),
+        "test_images": n_test,
         "generations": config.generations,
         "steps_per_generation": config.steps,
         "deployed_model": str(workdir / "model"),
-        "final_minus_identity_psnr": rows[len(gen_results)]["psnr"] - identity["psnr"],
     }
-    if is_main:
-        last = _gen_dir(workdir, config.generations - 1) / "model"
-        shutil.copytree(last, workdir / "model", dirs_exist_ok=True)
-        table = evaluation.write_results(workdir, rows, extra)
-        _log("\n" + table + "\n")
-        _log(f"deployed model (last generation): {workdir / 'model'}")
+    if not is_main:
+        return dict(extra, rows=[])
+    # The final table: identity, every generation and their ensemble, in one pass.
+    enhancers = {
+        f"gen{k}": Enhancer(load_model_dir(_gen_dir(workdir, k) / "model"), impl=config.impl)
+        for k in range(config.generations)
+    }
+    scores = evaluation.evaluate(
+        test_source,
+        enhancers,
+        limit=config.data.eval_limit,
+        identity=True,
+        ensemble=len(enhancers) > 1,
+    )
+    identity = scores[evaluation.IDENTITY]
+    rows = [dict(model="identity (input unchanged)", **identity)]
+    for k in range(config.generations):
+        label = "teacher (gen 0)" if k == 0 else f"student (gen {k})"
+        rows.append(dict(model=label, **scores[f"gen{k}"]))
+    if len(enhancers) > 1:
+        rows.append(
+            dict(model=f"ensemble of {len(enhancers)} generations", **scores[evaluation.ENSEMBLE])
+        )
+    extra["final_minus_identity_psnr"] = rows[config.generations]["psnr"] - identity["psnr"]
+    last = _gen_dir(workdir, config.generations - 1) / "model"
+    shutil.copytree(last, workdir / "model", dirs_exist_ok=True)
+    table = evaluation.write_results(workdir, rows, extra)
+    _log("\n" + table + "\n")
+    _log(f"deployed model (last generation): {workdir / 'model'}")
     return dict(extra, rows=rows)
+
+
+def _abstract_teacher(g: _Generation, gen: int):
+    """The teacher's tree (for restoring a student's checkpoint) or None for the teacher."""
+    return (g.params, g.batch_stats) if gen > 0 else None
+
+
+def _previous_generation(config: TrainConfig, ckpt: RunCheckpoints, gen: int):
+    """Generation ``gen - 1``'s final ``(params, batch_stats)`` from its last checkpoint."""
+    prev = _Generation(config, gen - 1)
+    state, _ = ckpt.restore(
+        ckpt.global_step(gen - 1, config.steps), prev.host_state(_abstract_teacher(prev, gen - 1))
+    )
+    prev.load_host_state(state)
+    return prev.params, prev.batch_stats
 
 
 def _gen_dir(workdir: Path, gen: int) -> Path:
     return workdir / f"gen{gen}"
 
 
+def _bucket_agreement(batch: dict) -> dict:
+    """Pad this process's canvases to the largest canvas of all processes' batches: every
+    process must feed ``pmap`` the same shapes."""
+    if jax.process_count() == 1:
+        return batch
+    from jax.experimental import multihost_utils
+
+    sizes = multihost_utils.process_allgather(np.int32(batch["input"].shape[1]))
+    return canvas.pad_to(batch, int(np.max(sizes)))
+
+
 def _train_generation(
-    config, g, it, teacher, step0, ckpt, writer, forward, examples, progress, steps_cache
+    config: TrainConfig,
+    g: _Generation,
+    it,
+    teacher,
+    step0: int,
+    ckpt: RunCheckpoints,
+    writer,
+    test_source,
+    progress: bool,
+    steps_cache: dict,
+    ladder,
 ):
     from tqdm import tqdm
 
-    devices = jax.local_devices()
-    n_dev = len(devices)
+    n_dev = jax.local_device_count()
     role = "teacher" if g.generation == 0 else f"student {g.generation}"
     distill = teacher is not None and config.distill.weight > 0
+    is_main = jax.process_index() == 0
     # Every generation has the same architecture and optimizer, so the students share one
     # compiled step (and the teacher another): pmap caches by function identity.
     if distill not in steps_cache:
@@ -294,10 +429,10 @@ def _train_generation(
         )
         steps_cache[distill] = step_lib.pmap_train_step(step_fn)
     p_step = steps_cache[distill]
-    params = step_lib.replicate(g.params, devices)
-    stats = step_lib.replicate(g.batch_stats, devices)
-    opt_state = step_lib.replicate(g.opt_state, devices)
-    teacher_rep = step_lib.replicate(teacher, devices) if distill else None
+    params = step_lib.replicate(g.params)
+    stats = step_lib.replicate(g.batch_stats)
+    opt_state = step_lib.replicate(g.opt_state)
+    teacher_rep = step_lib.replicate(teacher) if distill else None
     n_params = count_params(g.model())
     _log(f"generation {g.generation} ({role}): {n_params:,} parameters, seed {g.seed}")
 
@@ -306,7 +441,7 @@ def _train_generation(
         initial=step0,
         desc=f"gen {g.generation} ({role})",
         unit="step",
-        disable=not (progress and jax.process_index() == 0),
+        disable=not (progress and is_main),
         file=sys.stderr,
         dynamic_ncols=True,
     )
@@ -320,24 +455,27 @@ def _train_generation(
         g.opt_state = _as_host(step_lib.unreplicate(opt_state))
 
     def check_finite(step):
-        loss = float(metrics["loss"][0])
-        if not math.isfinite(loss):
+        """The step's loss, after checking that loss, gradients and parameters are finite."""
+        values = {k: float(step_lib.unreplicate(metrics[k])) for k in _GUARDED}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
             where = (
                 f"checkpoint {last_good} in {ckpt.manager.directory}"
                 if last_good is not None
                 else "none (no checkpoint was saved yet)"
             )
+            what = ", ".join(f"{k} = {v}" for k, v in bad.items())
             raise TrainingDiverged(
-                f"training stopped: the loss became non-finite ({loss}) at generation "
+                f"training stopped: non-finite values ({what}) at generation "
                 f"{g.generation}, step {step}. Last good checkpoint: {where}. Lower "
                 f"config.optim.lr (now {config.optim.lr:g}) or check the data; a restart "
                 "resumes from that checkpoint."
             )
-        return loss
+        return values["loss"]
 
     try:
         for step in range(step0, config.steps):
-            batch = step_lib.shard_batch(_trim(next(it), config.data.shape_multiple), n_dev)
+            batch = step_lib.shard_batch(_bucket_agreement(next(it)), n_dev)
             params, stats, opt_state, metrics = p_step(
                 params, stats, opt_state, batch, g.key, jnp.int32(step), teacher_rep
             )
@@ -348,31 +486,42 @@ def _train_generation(
                 now = time.perf_counter()
                 rate = (done - s_last) / max(now - t_last, 1e-9)
                 t_last, s_last = now, done
-                scalars = {k: float(v[0]) for k, v in metrics.items()}
+                scalars = {k: float(step_lib.unreplicate(v)) for k, v in metrics.items()}
                 scalars["steps_per_s"] = rate
                 writer.write(g.generation, ckpt.global_step(g.generation, done), done, scalars)
                 bar.set_postfix(loss=f"{loss:.4g}", psnr=f"{scalars['psnr']:.2f}", refresh=False)
             if config.eval_every and done % config.eval_every == 0 and done < config.steps:
-                w = (step_lib.unreplicate(params), step_lib.unreplicate(stats))
-                ev = evaluation.evaluate(forward, w, examples, names=("psnr",))
-                writer.write(
-                    g.generation,
-                    ckpt.global_step(g.generation, done),
-                    done,
-                    {"test_psnr": ev["psnr"]},
-                )
-                bar.write(f"gen {g.generation} step {done}: test PSNR {ev['psnr']:.2f} dB")
+                if is_main:
+                    model = nnx.merge(
+                        g.graphdef,
+                        step_lib.unreplicate(params),
+                        step_lib.unreplicate(stats),
+                        g.rng_state,
+                    )
+                    ev = evaluation.evaluate(
+                        test_source,
+                        {"model": Enhancer(model, impl=config.impl)},
+                        limit=config.data.eval_limit,
+                        names=("psnr",),
+                    )["model"]
+                    writer.write(
+                        g.generation,
+                        ckpt.global_step(g.generation, done),
+                        done,
+                        {"test_psnr": ev["psnr"]},
+                    )
+                    bar.write(f"gen {g.generation} step {done}: test PSNR {ev['psnr']:.2f} dB")
             if done % config.checkpoint_every == 0 or done == config.steps:
                 check_finite(done)
                 sync_host()
                 ckpt.save(
                     g.generation,
                     done,
-                    g.host_state(),
+                    g.host_state(teacher),
                     {"data_iterator": it.get_state()},
                 )
                 last_good = ckpt.global_step(g.generation, done)
-                if jax.process_index() == 0:
+                if is_main:
                     # Tests (and users watching a log) can tell a checkpoint was requested.
                     bar.write(f"checkpoint: generation {g.generation} step {done}")
     finally:
@@ -380,57 +529,51 @@ def _train_generation(
     sync_host()
 
 
-def _trim(batch: dict, multiple: int) -> dict:
-    """Cut ``(B, H, W, 3)`` images down to multiples of ``multiple`` (sides shorter than
-    ``multiple`` are kept)."""
-    if multiple <= 1:
-        return batch
-    h, w = batch["input"].shape[1:3]
-    h2 = h - h % multiple if h >= multiple else h
-    w2 = w - w % multiple if w >= multiple else w
-    if (h2, w2) == (h, w):
-        return batch
-    return dict(batch, input=batch["input"][:, :h2, :w2], target=batch["target"][:, :h2, :w2])
+#: Checked before each log line and checkpoint: a finite loss with non-finite gradients
+#: would poison the parameters and then the "last good" checkpoint.
+_GUARDED = ("loss", "grad_norm", "param_norm")
 
 
-def _finish_generation(config, workdir, g, forward, examples, is_main) -> dict:
+def _finish_generation(config: TrainConfig, workdir: Path, g: _Generation, test_source) -> dict:
+    """Process 0: save generation ``g``'s model, score it, draw its figures."""
     gdir = _gen_dir(workdir, g.generation)
-    weights = (g.params, g.batch_stats)
-    result = evaluation.evaluate(forward, weights, examples)
-    result["generation"] = g.generation
-    if is_main:
-        gdir.mkdir(parents=True, exist_ok=True)
-        model = g.model()
-        save_model_dir(
-            gdir / "model",
-            model,
-            {
-                "source": "ailut-jax train",
-                "config": config.name,
-                "generation": g.generation,
-                "steps": config.steps,
-                "test_metrics": {k: result[k] for k in evaluation.METRIC_NAMES},
-            },
-        )
-        (gdir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-        _figures(gdir, g, forward, weights, examples, config)
+    model = g.model()
+    grid, verts = [], []
+
+    def visit(index, image_id, inp, target, predictions):
+        p = predictions["model"]
+        verts.append(np.asarray(p["vertices"]))
+        if index < config.grid_images:
+            grid.append((image_id, inp, np.asarray(p["output"]), target / 255.0))
+
+    scores = evaluation.evaluate(
+        test_source,
+        {"model": Enhancer(model, impl=config.impl)},
+        limit=config.data.eval_limit,
+        visit=visit,
+    )
+    result = dict(scores["model"], generation=g.generation)
+    gdir.mkdir(parents=True, exist_ok=True)
+    save_model_dir(
+        gdir / "model",
+        model,
+        {
+            "source": "ailut-jax train",
+            "config": config.name,
+            "generation": g.generation,
+            "steps": config.steps,
+            "test_metrics": {k: result[k] for k in evaluation.METRIC_NAMES},
+        },
+    )
+    _write_atomic(gdir / "eval.json", json.dumps(result, indent=2) + "\n")
+    role = "teacher" if g.generation == 0 else f"student {g.generation}"
+    title = f"{config.name}: generation {g.generation} ({role})"
+    if grid:
+        report.save_grid(gdir / "grid.png", grid, title)
+    if verts:
+        report.save_vertex_plot(gdir / "vertices.png", np.stack(verts), title)
     _log(
         f"generation {g.generation} test: PSNR {result['psnr']:.2f} dB, "
         f"SSIM {result['ssim']:.4f}, Delta-E {result['delta_e']:.2f}"
     )
     return result
-
-
-def _figures(gdir, g, forward, weights, examples, config) -> None:
-    rows, verts = [], []
-    for i, ex in enumerate(examples):
-        out = forward(weights, ex["input"])
-        verts.append(np.asarray(out.vertices[0]))
-        if i < config.grid_images:
-            rows.append((ex["id"], ex["input"][0], np.asarray(out.output[0]), ex["target"] / 255.0))
-    role = "teacher" if g.generation == 0 else f"student {g.generation}"
-    title = f"{config.name}: generation {g.generation} ({role})"
-    if rows:
-        report.save_grid(gdir / "grid.png", rows, title)
-    if verts:
-        report.save_vertex_plot(gdir / "vertices.png", np.stack(verts), title)

@@ -1,5 +1,12 @@
 """The optimizer and the jitted, data-parallel training step.
 
+Batches are flat canvases (:mod:`ailut_jax.data.canvas`): ``{"input", "target": (B, N,
+3), "size": (B, 2)}``, each crop row-major in the first ``h * w`` rows of its canvas.
+The backbone sees the thumbnail of each crop's valid pixels only
+(:func:`~ailut_jax.models.layers.resize_bilinear_flat`), the transform runs per pixel,
+and the loss is masked to the valid pixels, so loss and gradients are those of the
+unpadded crops while one compiled step serves every crop of the canvas size.
+
 State is kept functional: ``params`` (``nnx.Param`` state), ``batch_stats``
 (``nnx.BatchStat`` state, empty for the CNN backbone) and an optax ``opt_state``, so
 one step is a pure function that ``jax.pmap`` maps over local devices. Gradients (and
@@ -17,7 +24,9 @@ import optax
 from flax import nnx
 
 from ailut_jax import losses
-from ailut_jax.models import AiLUT
+from ailut_jax.data.canvas import valid_mask
+from ailut_jax.models import AiLUT, ModelOutput, apply_lut
+from ailut_jax.models.layers import resize_bilinear_flat
 
 AXIS = "devices"
 
@@ -103,16 +112,32 @@ class StepConfig(NamedTuple):
 
 
 def step_config(config, *, distill: bool) -> StepConfig:
-    from ailut_jax.train.config import distill_targets
-
+    """The :class:`StepConfig` of a validated :class:`~ailut_jax.train.config.TrainConfig`."""
     return StepConfig(
-        sparsity=float(config.loss.sparsity),
-        monotonicity=float(config.loss.monotonicity),
-        smoothness=float(config.loss.smoothness),
-        distill_weight=float(config.distill.weight) if distill else 0.0,
-        distill_targets=distill_targets(config),
+        sparsity=config.loss.sparsity,
+        monotonicity=config.loss.monotonicity,
+        smoothness=config.loss.smoothness,
+        distill_weight=config.distill.weight if distill else 0.0,
+        distill_targets=config.distill.targets,
         impl=config.impl,
     )
+
+
+def canvas_forward(model: AiLUT, pixels, sizes, *, deterministic: bool, impl: str):
+    """The model on flat canvases ``(B, N, 3)`` holding crops of ``sizes`` ``(B, 2)``.
+
+    Equal to ``model(crop)`` for each crop: the thumbnail is resized from the crop's own
+    pixels, and the transform is per pixel (padding is transformed too, and ignored by
+    the loss). Returns a :class:`~ailut_jax.models.ModelOutput` whose ``output`` is
+    ``(B, N, 3)``.
+    """
+    size = model.config.input_size
+    thumbnail = resize_bilinear_flat(pixels, sizes, (size, size))
+    lut, vertices, weights = model.predict_lut(thumbnail, deterministic=deterministic)
+    output = apply_lut(
+        pixels[:, None], lut, vertices, adaptive=model.adaint is not None, impl=impl
+    )[:, 0]
+    return ModelOutput(output=output, lut=lut, vertices=vertices, weights=weights)
 
 
 def split_model(model: AiLUT):
@@ -144,9 +169,10 @@ def make_train_step(
     """The per-device training step (un-jitted; :func:`pmap_train_step` wraps it).
 
     ``step(params, batch_stats, opt_state, batch, key, step, teacher)`` with ``batch``
-    ``{"input", "target"}`` of shape ``(b, H, W, 3)``, ``key`` the generation's PRNG key,
-    ``step`` an int32 scalar and ``teacher`` ``(params, batch_stats)`` of the frozen
-    previous generation or ``None``. Returns ``(params, batch_stats, opt_state, metrics)``.
+    flat canvases ``{"input", "target": (b, N, 3), "size": (b, 2)}``, ``key`` the
+    generation's PRNG key, ``step`` an int32 scalar and ``teacher`` ``(params,
+    batch_stats)`` of the frozen previous generation or ``None``. Returns ``(params,
+    batch_stats, opt_state, metrics)``.
     ``axis_name``: average gradients and metrics over that ``pmap`` axis.
     """
     distill = cfg.distill_weight > 0 and teacher_graphdef is not None
@@ -157,14 +183,15 @@ def make_train_step(
         key = jax.random.fold_in(key, step)
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        inp, target = batch["input"], batch["target"]
+        inp, target, sizes = batch["input"], batch["target"], batch["size"]
+        mask = valid_mask(sizes, inp.shape[1])
 
         teacher_out = None
         if distill:
             t_params, t_stats = teacher
             t_params, t_stats = jax.lax.stop_gradient((t_params, t_stats))
             t_model = nnx.merge(teacher_graphdef, t_params, t_stats, rng_state)
-            teacher_out = t_model(inp, deterministic=True, impl=cfg.impl)
+            teacher_out = canvas_forward(t_model, inp, sizes, deterministic=True, impl=cfg.impl)
             teacher_out = jax.lax.stop_gradient(teacher_out)
 
         def loss_fn(params):
@@ -173,7 +200,7 @@ def make_train_step(
             dropout_state = _with_dropout_key(rng_state, key)
             stats = jax.tree.map(lambda x: x, batch_stats)
             model = nnx.merge(graphdef, params, stats, dropout_state)
-            out = model(inp, deterministic=False, impl=cfg.impl)
+            out = canvas_forward(model, inp, sizes, deterministic=False, impl=cfg.impl)
             loss, terms = losses.total_loss(
                 out,
                 target,
@@ -181,10 +208,13 @@ def make_train_step(
                 sparsity=cfg.sparsity,
                 monotonicity=cfg.monotonicity,
                 smoothness=cfg.smoothness,
+                mask=mask,
             )
             if distill:
                 dist = sum(
-                    losses.mse(getattr(out, name), getattr(teacher_out, name))
+                    losses.masked_mse(out.output, teacher_out.output, mask)
+                    if name == "output"
+                    else losses.mse(getattr(out, name), getattr(teacher_out, name))
                     for name in cfg.distill_targets
                 )
                 terms["distill"] = dist
@@ -220,31 +250,37 @@ def pmap_train_step(step_fn):
 
 
 def shard_batch(batch: dict, n_devices: int) -> dict:
-    """``(B, ...)`` -> ``(n_devices, B / n_devices, ...)`` for the image arrays."""
+    """``(B, ...)`` -> ``(n_devices, B / n_devices, ...)`` for the arrays of a canvas batch."""
 
     def split(x):
         if x.shape[0] % n_devices:
             raise ValueError(f"batch of {x.shape[0]} does not split over {n_devices} devices")
         return x.reshape((n_devices, x.shape[0] // n_devices) + x.shape[1:])
 
-    return {k: split(batch[k]) for k in ("input", "target")}
+    return {k: split(batch[k]) for k in ("input", "target", "size")}
 
 
-def replicate(tree, devices):
-    """Copy a pytree onto each device (a leading device axis).
+def replicate(tree):
+    """Copy a pytree onto each local device (a leading device axis).
 
     Placed by a ``pmap`` over :data:`AXIS`, so the arrays carry the same sharding as the
-    step's outputs: the step then traces once instead of again on its second call.
+    step's outputs: the step then traces once instead of again on its second call. With
+    several processes, every process calls it with the same tree.
     """
     import numpy as np
 
-    n = len(devices)
+    n = jax.local_device_count()
     if not jax.tree_util.tree_leaves(tree):
         return tree
     stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
-    return jax.pmap(lambda t: t, axis_name=AXIS, devices=devices)(stacked)
+    return jax.pmap(lambda t: t, axis_name=AXIS)(stacked)
 
 
 def unreplicate(tree):
-    """Device 0's copy of a replicated pytree, as numpy-backed host arrays."""
-    return jax.tree.map(lambda x: jax.device_get(x[0]), tree)
+    """The first local device's copy of a replicated pytree, as host arrays."""
+
+    def first(x):
+        shard = x.addressable_shards[0].data
+        return jax.device_get(shard[0] if shard.ndim == x.ndim else shard)
+
+    return jax.tree.map(first, tree)
