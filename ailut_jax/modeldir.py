@@ -40,6 +40,18 @@ def _saved_state(model):
     return nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
 
 
+def _local_checkpointer() -> ocp.StandardCheckpointer:
+    """An orbax checkpointer for this process alone: a model directory is written and read
+    by one process (process 0 of a multi-process run), so orbax must not wait for the
+    others at its barriers."""
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}
+        )
+    )
+
+
 def save_model_dir(
     path: str | os.PathLike, model, extra_metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -78,7 +90,7 @@ def save_model_dir(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a model dir is not
     old = None
     try:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = _local_checkpointer()
         try:
             checkpointer.save(tmp / PARAMS_DIR, _saved_state(model))
             checkpointer.wait_until_finished()
@@ -152,7 +164,7 @@ def load_model_dir(path: str | os.PathLike):
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(state)
     )
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _local_checkpointer()
     try:
         _check_saved_shapes(checkpointer, params_path, target, config)
         restored = checkpointer.restore(params_path, target)

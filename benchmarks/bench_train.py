@@ -4,7 +4,6 @@ The real training step of ``ailut_jax.train`` (forward, loss with regularisers, 
 pmean, Adam with the AdaInt group) at batch 1 on an 854x480 crop of a real photo, with
 the native FFI transform and with the pure-JAX reference; then the same with N forced CPU
 devices (global batch N, one image per device). Median of the timed steps after warm-up.
-The authors' PyTorch step takes about 160-280 ms on the 2-core CPU this project targets.
 
     python benchmarks/bench_train.py [--repeats 10] [--devices 2] \
         [--out benchmarks/results/train.json]
@@ -30,12 +29,13 @@ def run_case(impl: str, repeats: int, distill: bool) -> dict:
     from ailut_jax.models import AiLUT, ModelConfig
     from ailut_jax.train import base_config
     from ailut_jax.train import step as step_lib
+    from ailut_jax.train.config import validate_config
 
-    devices = jax.local_devices()
-    n = len(devices)
+    n = jax.local_device_count()
     config = base_config()
     config.impl = impl
     config.optim.n_fix_iters = 0
+    config = validate_config(config)
     graphdef, params, stats, rng_state = step_lib.split_model(
         AiLUT(ModelConfig(), rngs=nnx.Rngs(0))
     )
@@ -49,12 +49,18 @@ def run_case(impl: str, repeats: int, distill: bool) -> dict:
         teacher_graphdef=graphdef if distill else None,
     )
     p_step = step_lib.pmap_train_step(fn)
-    state = [step_lib.replicate(x, devices) for x in (params, stats, tx.init(params))]
-    teacher = step_lib.replicate((params, stats), devices) if distill else None
-    img = photo(480, 854)
+    state = [step_lib.replicate(x) for x in (params, stats, tx.init(params))]
+    teacher = step_lib.replicate((params, stats)) if distill else None
+    # One 854x480 crop per device, as a flat canvas of exactly its size (no padding).
+    img = photo(480, 854).reshape(1, -1, 3)
     target = np.clip(img**0.8 * np.array([1.0, 0.97, 0.9], np.float32), 0, 1)
     batch = step_lib.shard_batch(
-        {"input": np.stack([img] * n), "target": np.stack([target] * n).astype(np.float32)}, n
+        {
+            "input": np.repeat(img, n, axis=0),
+            "target": np.repeat(target, n, axis=0).astype(np.float32),
+            "size": np.tile(np.int32([[480, 854]]), (n, 1)),
+        },
+        n,
     )
     key = jax.random.key(0)
     counter = [0]

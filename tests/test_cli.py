@@ -198,6 +198,8 @@ def test_console_script_and_train_entry_point(tmp_path):
         (["--config.nope=1"], "nope"),
         (["--config.steps=abc"], "steps"),
         (["--config", "fivek_srgb", f"--config.data.source={tmp_path / 'nowhere'}"], "nowhere"),
+        (["--num_processes=2", "--process_id=2"], "--process_id must be in 0 .. num_processes-1"),
+        (["--num_processes=0"], "--num_processes must be >= 1"),
     ):
         proc = subprocess.run(
             [sys.executable, str(train), *flags, "--workdir", str(tmp_path / "run")],
@@ -208,6 +210,17 @@ def test_console_script_and_train_entry_point(tmp_path):
         assert proc.returncode == 2, (flags, proc.stderr[-2000:])
         assert words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "run").exists()
+
+
+def test_cluster_detection_reads_the_launchers_environment():
+    from ailut_jax.cli.train import cluster_detected
+
+    assert not cluster_detected({})
+    assert not cluster_detected({"SLURM_NTASKS": "1", "OMPI_COMM_WORLD_SIZE": "1"})
+    assert cluster_detected({"SLURM_NTASKS": "4"})
+    assert cluster_detected({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert cluster_detected({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"})
+    assert not cluster_detected({"SLURM_NTASKS": "n/a"})
 
 
 def test_missing_extra_names_the_extra():

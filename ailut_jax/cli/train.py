@@ -81,6 +81,25 @@ def _define_flags(argv: list[str]):
     flags.DEFINE_string(
         "workdir", None, "Run directory (default: runs/<config.name>).", flag_values=flag_values
     )
+    flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "Multi-process training: host:port of process 0's coordinator (every process "
+        "gives the same address).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "num_processes",
+        None,
+        "Multi-process training: how many processes.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "process_id",
+        None,
+        "Multi-process training: this process's index, 0 .. num_processes-1.",
+        flag_values=flag_values,
+    )
     return flag_values
 
 
@@ -131,19 +150,76 @@ def main(argv: list[str]) -> int:
     # orbax logs every save at INFO; the progress bar and summaries are what matter here.
     logging.set_verbosity(logging.WARNING)
     workdir = flag_values.workdir or str(Path("runs") / name)
-    return common.run_command("train", lambda _: _train(config, workdir), None)
+    cluster = {
+        "coordinator_address": flag_values.coordinator_address,
+        "num_processes": flag_values.num_processes,
+        "process_id": flag_values.process_id,
+    }
+    return common.run_command("train", lambda _: _train(config, workdir, cluster), None)
 
 
-def _train(config, workdir: str) -> int:
+def cluster_detected(environ=None) -> bool:
+    """Whether the environment describes a job of more than one process: JAX's own
+    ``JAX_COORDINATOR_ADDRESS``, or a SLURM / Open MPI launch of several tasks."""
     import os
 
+    environ = os.environ if environ is None else environ
+    if environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        try:
+            if int(environ.get(name, "1")) > 1:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def init_distributed(coordinator_address=None, num_processes=None, process_id=None) -> bool:
+    """Join a multi-process job when the flags or the environment describe one; returns
+    whether it did. The three flags are passed to ``jax.distributed.initialize`` (which
+    fills what is missing from a cluster scheduler's environment); without them, JAX's
+    own cluster detection is used when :func:`cluster_detected` says there is a job."""
     import jax
 
+    given = {
+        k: v
+        for k, v in (
+            ("coordinator_address", coordinator_address),
+            ("num_processes", num_processes),
+            ("process_id", process_id),
+        )
+        if v is not None
+    }
+    if not given and not cluster_detected():
+        return False
+    if num_processes is not None and num_processes < 1:
+        raise common.CommandError(f"--num_processes must be >= 1, got {num_processes}")
+    if process_id is not None and not (
+        0 <= process_id < (num_processes if num_processes is not None else process_id + 1)
+    ):
+        raise common.CommandError(f"--process_id must be in 0 .. num_processes-1, got {process_id}")
+    # CPU processes exchange data through gloo (the accelerators bring their own).
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):
+        pass
+    try:
+        jax.distributed.initialize(**given)
+    except (RuntimeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        raise common.CommandError(
+            "could not start multi-process training "
+            f"({', '.join(f'{k}={v}' for k, v in given.items()) or 'from the environment'}): "
+            f"{detail}"
+        ) from exc
+    return True
+
+
+def _train(config, workdir: str, cluster: dict) -> int:
     from ailut_jax.train import TrainingDiverged, train
 
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize()
-
+    init_distributed(**cluster)
     try:
         train(config, workdir)
     except TrainingDiverged as exc:

@@ -14,7 +14,7 @@
 
 Generation 0 (the teacher) learns from the targets; generation k >= 1 starts from a fresh
 initialisation (seed ``config.seed + k``) and also matches generation k-1's outputs on
-the same augmented batches (Born-Again Networks, ADAINT.md section 6).
+the same augmented batches (Born-Again Networks, docs/training.md#born-again-generations).
 
 Crops of any size are padded into at most ``config.data.canvas_buckets`` canvas sizes
 (:mod:`ailut_jax.data.canvas`), so each step function compiles at most that many times;
