@@ -58,7 +58,7 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         import torch  # the optional `convert` extra: only the authors' files need it
     except ImportError as exc:
         raise ModuleNotFoundError(
-            "reading PyTorch checkpoints needs torch: pip install 'ailut-jax[convert]'",
+            'reading PyTorch checkpoints needs torch: pip install "ailut-jax[convert]"',
             name="torch",
         ) from exc
     try:

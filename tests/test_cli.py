@@ -227,7 +227,7 @@ def test_missing_extra_names_the_extra():
     from ailut_jax.cli._common import missing_extra_message
 
     message = missing_extra_message(ModuleNotFoundError("No module named 'grain'", name="grain"))
-    assert "pip install 'ailut-jax[train]'" in message
+    assert message.endswith('pip install "ailut-jax[train]"')
     message = missing_extra_message(ModuleNotFoundError("x", name="matplotlib.pyplot"))
     assert "ailut-jax[plot]" in message
 

@@ -21,20 +21,21 @@ import sys
 EXIT_OK, EXIT_SKIPPED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
 IMPLS = ("auto", "ffi", "reference")
 
-# Third-party modules of the optional extras, for the message when one is missing.
+# The top-level third-party modules of each optional extra (pyproject.toml), for the
+# one-line message when a command needs an extra that is not installed. The core install
+# (inference: enhance, export-cube, apply-cube, evaluate on folders) needs none of them.
 EXTRA_OF_MODULE = {
     "torch": "convert",
     "matplotlib": "plot",
     "optax": "train",
-    "orbax": "train",
     "tensorflow_datasets": "train",
     "array_record": "train",
+    "importlib_resources": "train",
     "grain": "train",
     "ml_collections": "train",
     "absl": "train",
     "tensorboardX": "train",
-    "scipy": "eval",
-    "skimage": "eval",
+    "skimage": "train",
 }
 
 
@@ -58,13 +59,14 @@ def report(command: str, message: str) -> None:
 
 
 def missing_extra_message(exc: ModuleNotFoundError) -> str:
+    """The one line for a missing module: which extra to install, when it is an extra's."""
     top = (exc.name or "").split(".")[0]
     extra = EXTRA_OF_MODULE.get(top)
     if extra is None:
-        return f"missing Python module {exc.name!r} ({exc})"
+        return f"missing Python module {exc.name!r} ({exc}); reinstall ailut-jax"
     return (
-        f"this needs the {extra!r} extra (module {top!r} is missing): "
-        f"pip install 'ailut-jax[{extra}]'"
+        f"this command needs the {extra} extra (module {top!r} is not installed): "
+        f'pip install "ailut-jax[{extra}]"'
     )
 
 

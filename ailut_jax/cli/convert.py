@@ -11,7 +11,7 @@ def register(subparsers) -> None:
         help="import an authors' AdaInt .pth checkpoint into a model directory",
         description="Convert an AdaInt PyTorch checkpoint (e.g. AiLUT-FiveK-sRGB.pth) into a "
         "self-describing model directory (orbax parameters + config.json). Needs torch "
-        "(pip install 'ailut-jax[convert]').",
+        '(pip install "ailut-jax[convert]").',
     )
     parser.add_argument("src", help="the .pth checkpoint")
     common.add_out(parser, "model directory to write (an existing one is replaced)")

@@ -113,12 +113,17 @@ def _usage(flag_values) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Parse ``argv`` (``argv[0]`` is the program name) and train; returns the exit status."""
-    try:
-        from absl import flags, logging
-    except ModuleNotFoundError as exc:
-        common.report("train", common.missing_extra_message(exc))
-        return common.EXIT_BAD_INPUT
+    """Parse ``argv`` (``argv[0]`` is the program name) and train; returns the exit status.
+
+    A missing ``train`` extra (absl, ml_collections, optax, ...) is reported like every
+    command's: one line naming the extra, exit status 2.
+    """
+    return common.run_command("train", lambda _: _parse_and_train(argv), None)
+
+
+def _parse_and_train(argv: list[str]) -> int:
+    from absl import flags, logging
+
     argv = _rewrite_config_flag(argv)
     try:
         # Loading the config file and applying overrides happen here: a missing file, an
@@ -155,7 +160,7 @@ def main(argv: list[str]) -> int:
         "num_processes": flag_values.num_processes,
         "process_id": flag_values.process_id,
     }
-    return common.run_command("train", lambda _: _train(config, workdir, cluster), None)
+    return _train(config, workdir, cluster)
 
 
 def cluster_detected(environ=None) -> bool:
