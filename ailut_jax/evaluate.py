@@ -31,8 +31,6 @@ from tqdm import tqdm
 from ailut_jax import metrics
 from ailut_jax.imageio import IMAGE_SUFFIXES, quantize, read_image_raw, to_float, write_image
 
-METRIC_NAMES = ("psnr", "ssim", "ssim_paper", "delta_e")
-
 
 @dataclasses.dataclass(frozen=True)
 class PairFiles:
@@ -87,10 +85,6 @@ def iter_dataset_pairs(source) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         yield example["id"], np.asarray(example["input"]), np.asarray(example["target"])
 
 
-def _score(output_q: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    return metrics.all_metrics(output_q, target)
-
-
 def output_path(save_path: Path, name: str) -> Path:
     """Where the enhanced image of example ``name`` goes: ``save_path/<name>.png``.
 
@@ -135,7 +129,7 @@ def evaluate_pairs(
         if output is not None:
             bits = 16 if target.dtype == np.uint16 else 8
             output_q = quantize(output, bits)
-            row.update(_score(output_q, target))
+            row.update(metrics.all_metrics(output_q, target))
             row["model_ms"] = model_ms
             if save_path is not None:
                 target_path = output_path(save_path, name)
@@ -144,7 +138,7 @@ def evaluate_pairs(
         if identity:
             if img.shape != target.shape:
                 raise ValueError(f"{name}: input {img.shape} and target {target.shape} differ")
-            scores = _score(_match_depth(img, target), target)
+            scores = metrics.all_metrics(_match_depth(img, target), target)
             row.update({f"identity_{k}": v for k, v in scores.items()})
         return row
 
@@ -184,7 +178,7 @@ def summarize(rows: list[dict], model_seconds: Sequence[float], wall_seconds: fl
     for prefix, key in (("", "model"), ("identity_", "identity")):
         if rows and f"{prefix}psnr" in rows[0]:
             summary[key] = {
-                m: float(np.mean([r[f"{prefix}{m}"] for r in rows])) for m in METRIC_NAMES
+                m: float(np.mean([r[f"{prefix}{m}"] for r in rows])) for m in metrics.METRIC_NAMES
             }
     if model_seconds:
         # The first call compiles for its shape; report the steady state without it too.
@@ -215,11 +209,11 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['count']} images"]
     for key in ("model", "identity"):
         if key in summary:
-            m = summary[key]
-            lines.append(
-                f"{key:>8}: PSNR {m['psnr']:.3f} dB  SSIM {m['ssim']:.4f}  "
-                f"SSIM(paper) {m['ssim_paper']:.4f}  Delta-E {m['delta_e']:.3f}"
+            values = "  ".join(
+                f"{metrics.METRIC_LABELS[m][0]} {metrics.format_metric(m, summary[key][m])}"
+                for m in metrics.METRIC_NAMES
             )
+            lines.append(f"{key:>8}: {values}")
     if "model_images_per_s" in summary:
         lines.append(
             f"model: {summary['model_ms_median']:.1f} ms/image median "

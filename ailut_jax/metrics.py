@@ -247,9 +247,24 @@ def delta_e(a, b):
     return _scalar_or_array(dist.mean(axis=(-2, -1)))
 
 
+#: Every metric, by the name it has in reports, CSV columns and JSON files.
 METRICS = {"psnr": psnr, "ssim": ssim, "ssim_paper": ssim_paper, "delta_e": delta_e}
+#: The one list of metric names: training reports, ``ailut evaluate`` and every table.
+METRIC_NAMES = tuple(METRICS)
+#: Column heading and number format of each metric in human-readable tables.
+METRIC_LABELS = {
+    "psnr": ("PSNR (dB)", ".2f"),
+    "ssim": ("SSIM", ".4f"),
+    "ssim_paper": ("SSIM (paper)", ".4f"),
+    "delta_e": ("Delta-E", ".2f"),
+}
 
 
-def all_metrics(output, target) -> dict[str, float]:
-    """Every metric of one output image against its target, as a dict of floats."""
-    return {name: float(fn(output, target)) for name, fn in METRICS.items()}
+def all_metrics(output, target, names=METRIC_NAMES) -> dict[str, float]:
+    """The metrics ``names`` (default: all) of one output image against its target."""
+    return {name: float(METRICS[name](output, target)) for name in names}
+
+
+def format_metric(name: str, value: float) -> str:
+    """``value`` of metric ``name`` as tables print it (PSNR and Delta-E: 2 decimals)."""
+    return format(value, METRIC_LABELS[name][1])

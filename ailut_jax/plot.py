@@ -34,6 +34,52 @@ def grey_axis_response(lut, vertices, n: int = 256, *, impl: str = "auto"):
     return t, np.asarray(out[0], np.float64)
 
 
+def draw_vertices(ax, vertices) -> None:
+    """The learned sampling vertices of R, G and B against the uniform grid, on ``ax``.
+
+    The one vertex plot of the project: ``ailut plot`` draws it for one image and each
+    training generation's ``vertices.png`` for its test images.
+
+    Args:
+      ax: a matplotlib axes.
+      vertices: ``(3, D)`` for one image (one curve per channel), or ``(N, 3, D)`` for
+        ``N`` images (the mean curve per channel and, shaded, the range over the images).
+    """
+    vertices = np.asarray(vertices, np.float64)
+    if vertices.ndim == 2:
+        vertices = vertices[None]
+    if vertices.ndim != 3 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must be (3, D) or (N, 3, D), got shape {vertices.shape}")
+    n, _, d = vertices.shape
+    uniform = np.arange(d) / (d - 1)
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="uniform")
+    mean = vertices.mean(axis=0)
+    for c in range(3):
+        if n > 1:
+            ax.fill_between(uniform, vertices[:, c].min(0), vertices[:, c].max(0),
+                            color=CHANNEL_COLORS[c], alpha=0.2, lw=0)  # fmt: skip
+        ax.plot(uniform, mean[c], color=CHANNEL_COLORS[c], marker=".", ms=4, lw=1.2,
+                label=CHANNEL_NAMES[c])  # fmt: skip
+    what = f"D = {d}" if n == 1 else f"D = {d}, mean and range over {n} images"
+    ax.set_title(f"learned vertices ({what})")
+    ax.set_xlabel("vertex index / (D - 1)")
+    ax.set_ylabel("sampling coordinate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_box_aspect(1)
+    ax.legend(loc="upper left", fontsize="small")
+
+
+def vertex_figure(vertices, *, title: str | None = None):
+    """A figure holding only :func:`draw_vertices` (training reports' ``vertices.png``)."""
+    matplotlib.use("Agg", force=False)
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    draw_vertices(ax, vertices)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def make_figure(
     img: np.ndarray,
     output: np.ndarray,
@@ -50,8 +96,7 @@ def make_figure(
     # Off-screen rendering unless the caller already chose a backend.
     matplotlib.use("Agg", force=False)
     vertices = np.asarray(vertices, np.float64)
-    d = vertices.shape[-1]
-    uniform = np.arange(d) / (d - 1)
+    uniform = np.arange(vertices.shape[-1]) / (vertices.shape[-1] - 1)
 
     fig = plt.figure(figsize=(12, 8.2), layout="constrained")
     grid = GridSpec(2, 6, figure=fig, height_ratios=(1.25, 1))
@@ -61,18 +106,7 @@ def make_figure(
         ax.set_title(label)
         ax.set_axis_off()
 
-    ax = fig.add_subplot(grid[1, 0:2])
-    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="uniform")
-    for c in range(3):
-        ax.plot(uniform, vertices[c], color=CHANNEL_COLORS[c], marker=".", ms=4, lw=1.2,
-                label=CHANNEL_NAMES[c])  # fmt: skip
-    ax.set_title(f"learned vertices (D = {d})")
-    ax.set_xlabel("vertex index / (D - 1)")
-    ax.set_ylabel("sampling coordinate")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_box_aspect(1)
-    ax.legend(loc="upper left", fontsize="small")
+    draw_vertices(fig.add_subplot(grid[1, 0:2]), vertices)
 
     ax = fig.add_subplot(grid[1, 2:4])
     rows = [uniform, *vertices]

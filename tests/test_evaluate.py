@@ -253,3 +253,24 @@ def test_evaluate_shape_mismatch_is_reported(tmp_path, capsys):
     args = ["evaluate", "--identity", "--inputs", str(inputs), "--targets", str(targets)]
     assert main(args + ["--report", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "img0: input (30, 40, 3) and target (30, 41, 3) differ" in capsys.readouterr().err
+
+
+def test_one_metric_list_drives_evaluate_and_training_reports():
+    """`ailut evaluate`'s summary and the training results table report the same metrics,
+    in the same order, from metrics.METRIC_NAMES."""
+    from ailut_jax.evaluate import format_summary
+    from ailut_jax.train.evaluation import results_table, score
+
+    assert metrics.METRIC_NAMES == ("psnr", "ssim", "ssim_paper", "delta_e")
+    values = {"psnr": 21.234, "ssim": 0.91234, "ssim_paper": 0.93456, "delta_e": 7.891}
+    table = results_table([dict(model="teacher (gen 0)", **values)]).splitlines()
+    assert table[0] == "| model | PSNR (dB) | SSIM | SSIM (paper) | Delta-E |"
+    assert table[2] == "| teacher (gen 0) | 21.23 | 0.9123 | 0.9346 | 7.89 |"
+    rows = [dict(name="a", model_ms=1.0, **values)]
+    summary = format_summary(summarize(rows, [0.1, 0.1], 1.0)).splitlines()[1]
+    assert summary == "   model: PSNR (dB) 21.23  SSIM 0.9123  SSIM (paper) 0.9346  Delta-E 7.89"
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    output = np.clip(target / 255.0 + rng.normal(0, 0.02, target.shape), 0, 1)
+    assert score(output, target) == metrics.all_metrics(quantize(output), target)

@@ -8,7 +8,7 @@ from PIL import Image
 from ailut_jax import identity_lut
 from ailut_jax.cli import main
 from ailut_jax.imageio import write_image
-from ailut_jax.plot import grey_axis_response, make_figure
+from ailut_jax.plot import draw_vertices, grey_axis_response, make_figure, vertex_figure
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,33 @@ def test_figure_panels_show_the_predictions():
         assert "rank weights [+1.000, -0.500]" in fig._suptitle.get_text()
     finally:
         plt.close(fig)
+
+
+def test_vertex_plot_of_several_images_is_the_mean_and_range():
+    """Training reports draw the same vertex panel for N test photos: the mean curve per
+    channel over a band from the lowest to the highest vertex."""
+    import matplotlib.pyplot as plt
+
+    vertices = np.stack([_colour_preserving_ailut(9, seed=s)[1] for s in (4, 5, 6)])
+    fig = vertex_figure(vertices, title="gen 0")
+    try:
+        (ax,) = fig.get_axes()
+        assert ax.get_title() == "learned vertices (D = 9, mean and range over 3 images)"
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        for c, name in enumerate("RGB"):
+            np.testing.assert_allclose(lines[name].get_ydata(), vertices[:, c].mean(0), atol=1e-7)
+        bands = ax.collections
+        assert len(bands) == 3
+        for c, band in enumerate(bands):
+            ys = band.get_paths()[0].vertices[:, 1]
+            np.testing.assert_allclose(ys.min(), vertices[:, c].min(), atol=1e-7)
+            np.testing.assert_allclose(ys.max(), vertices[:, c].max(), atol=1e-7)
+    finally:
+        plt.close(fig)
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match=r"\(3, D\) or \(N, 3, D\)"):
+        draw_vertices(ax, np.zeros((4, 9)))
+    plt.close(fig)
 
 
 def _expected_figure(checkpoint, image, tmp_path, **save_kwargs) -> np.ndarray:

@@ -5,8 +5,8 @@ running sums (plus the few images of the report's grid) are kept, so memory does
 grow with the split. Models run through :class:`ailut_jax.enhance.Enhancer`, the
 predictor ``ailut enhance`` and ``ailut evaluate`` use (compiled once per model
 structure, plus a cheap resize and transform per image size). Outputs are rounded to 8
-bits before scoring (as a saved photo would be); PSNR, SSIM (standard Gaussian) and
-Delta-E (CIE76) come from :mod:`ailut_jax.metrics`.
+bits before scoring (as a saved photo would be) and scored with every metric of
+:data:`ailut_jax.metrics.METRIC_NAMES`, the list ``ailut evaluate`` reports too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from ailut_jax import metrics
 from ailut_jax.enhance import Enhancer
 from ailut_jax.imageio import quantize
 
-METRIC_NAMES = ("psnr", "ssim", "delta_e")
 IDENTITY = "identity"
 ENSEMBLE = "ensemble"
 
@@ -37,9 +36,11 @@ def iter_test_images(source, limit: int | None = None):
         yield ex["id"], ex["input"][0], quantize(ex["target"][0], 8)
 
 
-def score(output: np.ndarray, target_u8: np.ndarray, names=METRIC_NAMES) -> dict[str, float]:
-    out = quantize(np.asarray(output, np.float32), 8)
-    return {name: float(metrics.METRICS[name](out, target_u8)) for name in names}
+def score(
+    output: np.ndarray, target_u8: np.ndarray, names=metrics.METRIC_NAMES
+) -> dict[str, float]:
+    """``names`` of the output, rounded to 8 bits as a saved photo is, against the target."""
+    return metrics.all_metrics(quantize(np.asarray(output, np.float32), 8), target_u8, names)
 
 
 def evaluate(
@@ -49,7 +50,7 @@ def evaluate(
     limit: int | None = None,
     identity: bool = False,
     ensemble: bool = False,
-    names=METRIC_NAMES,
+    names=metrics.METRIC_NAMES,
     visit: Callable | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean metrics over the test split, per model, in one streaming pass.
@@ -96,13 +97,16 @@ def evaluate(
 
 
 def results_table(rows: list[dict]) -> str:
-    """Markdown table: one row per entry ``{"model", "psnr", "ssim", "delta_e", ...}``."""
+    """Markdown table: one row per entry ``{"model": label, <metric>: value, ...}``,
+    one column per metric of :data:`ailut_jax.metrics.METRIC_NAMES`."""
+    names = metrics.METRIC_NAMES
     lines = [
-        "| model | PSNR (dB) | SSIM | Delta-E |",
-        "|---|---:|---:|---:|",
+        "| model | " + " | ".join(metrics.METRIC_LABELS[m][0] for m in names) + " |",
+        "|---|" + "---:|" * len(names),
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['delta_e']:.2f} |")
+        values = " | ".join(metrics.format_metric(m, r[m]) for m in names)
+        lines.append(f"| {r['model']} | {values} |")
     return "\n".join(lines)
 
 
@@ -113,7 +117,8 @@ def write_results(workdir: Path, rows: list[dict], extra: dict) -> str:
     header = f"# Results: {extra.get('config', '')}\n\n"
     notes = (
         f"\nTest split: {extra.get('test_images')} images of {extra.get('dataset')}. "
-        f"Outputs rounded to 8 bits; SSIM is the standard Gaussian SSIM on RGB.\n"
+        "Outputs rounded to 8 bits; SSIM is the standard Gaussian SSIM on RGB, SSIM (paper) "
+        "the authors' MATLAB variant (docs/metrics.md).\n"
     )
     (workdir / "results.md").write_text(header + table + "\n" + notes)
     return table

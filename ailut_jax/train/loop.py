@@ -43,6 +43,7 @@ from flax import nnx
 
 from ailut_jax.data import canvas
 from ailut_jax.enhance import Enhancer
+from ailut_jax.metrics import METRIC_LABELS, METRIC_NAMES, format_metric
 from ailut_jax.modeldir import load_model_dir, save_model_dir
 from ailut_jax.models import AiLUT, count_params
 from ailut_jax.train import evaluation, report
@@ -562,7 +563,7 @@ def _finish_generation(config: TrainConfig, workdir: Path, g: _Generation, test_
             "config": config.name,
             "generation": g.generation,
             "steps": config.steps,
-            "test_metrics": {k: result[k] for k in evaluation.METRIC_NAMES},
+            "test_metrics": {k: result[k] for k in METRIC_NAMES},
         },
     )
     _write_atomic(gdir / "eval.json", json.dumps(result, indent=2) + "\n")
@@ -572,8 +573,8 @@ def _finish_generation(config: TrainConfig, workdir: Path, g: _Generation, test_
         report.save_grid(gdir / "grid.png", grid, title)
     if verts:
         report.save_vertex_plot(gdir / "vertices.png", np.stack(verts), title)
-    _log(
-        f"generation {g.generation} test: PSNR {result['psnr']:.2f} dB, "
-        f"SSIM {result['ssim']:.4f}, Delta-E {result['delta_e']:.2f}"
+    summary = ", ".join(
+        f"{METRIC_LABELS[m][0]} {format_metric(m, result[m])}" for m in METRIC_NAMES
     )
+    _log(f"generation {g.generation} test: {summary}")
     return result

@@ -72,24 +72,9 @@ def save_grid(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarr
 
 
 def save_vertex_plot(path: Path, vertices: np.ndarray, title: str) -> None:
-    """Learned vertices ``(N, 3, D)`` (mean and range over test photos) per channel
-    against the uniform grid."""
-    plt = _plt()
-    vertices = np.asarray(vertices, np.float64)
-    d = vertices.shape[-1]
-    uniform = np.arange(d) / (d - 1)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
-    for c, (ax, name, colour) in enumerate(
-        zip(axes, ("R", "G", "B"), ("tab:red", "tab:green", "tab:blue"))
-    ):
-        v = vertices[:, c]
-        ax.plot(uniform, uniform, "k--", lw=1, label="uniform")
-        ax.fill_between(uniform, v.min(0), v.max(0), color=colour, alpha=0.25)
-        ax.plot(uniform, v.mean(0), "o-", color=colour, ms=3, label="learned (mean)")
-        ax.set_title(f"{name} vertices")
-        ax.set_xlabel("uniform vertex position")
-        ax.set_ylabel("learned vertex position")
-        ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    """Learned vertices ``(N, 3, D)`` of N test photos (mean and range per channel)
+    against the uniform grid: :func:`ailut_jax.plot.draw_vertices`, the figure
+    ``ailut plot`` draws for one photo."""
+    from ailut_jax.plot import save_figure, vertex_figure
+
+    save_figure(vertex_figure(vertices, title=title), path, dpi=80)
