@@ -1,6 +1,6 @@
 """``ailut convert``: import the authors' PyTorch checkpoints into a model directory.
 
-The authors' state dict (see ../shared/official/README.md) maps one to one onto the Flax
+The authors' state dict (docs/method.md#the-authors-checkpoints) maps one to one onto the Flax
 parameters: conv kernels OIHW -> HWIO, linear weights transposed, the basis-LUT bank
 ``(3 D^3, M)`` transposed and reshaped to ``(M, 3, D, D, D)`` (already ``[c, b, g, r]``).
 The architecture is read from the tensors themselves; anything missing, unexpected or of

@@ -1,4 +1,4 @@
-"""AdaInt's training objective (ADAINT.md section 3).
+"""AdaInt's training objective (docs/training.md#losses).
 
 ``L = MSE(out, target) + 1e-4 * mean(w^2) + 10 * mono(basis) + 0 * tv(basis)``
 

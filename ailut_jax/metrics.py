@@ -1,4 +1,4 @@
-"""Image-quality metrics used to report FiveK / PPR10K results (ADAINT.md section 5).
+"""Image-quality metrics used to report FiveK / PPR10K results (docs/metrics.md).
 
 All functions take a pair of RGB images ``(..., H, W, 3)`` of the same shape, as uint8
 (the usual case: the model output is clamped and rounded to 8 bits before scoring, as

@@ -1,4 +1,4 @@
-"""AdaInt on FiveK sRGB 480p, Expert C (ADAINT.md section 4), with born-again students.
+"""AdaInt on FiveK sRGB 480p, Expert C (docs/training.md#recipes), with born-again students.
 
 Batch 1, Adam 1e-4 (0.9, 0.999), AdaInt at 0.1x and frozen for 22,500 steps, 400 epochs
 (1.8M steps) per generation, ratio crop U(0.6, 1), flip, brightness/saturation 0.2.

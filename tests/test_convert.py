@@ -1,8 +1,8 @@
 """`ailut convert` and model directories; faithfulness to the authors' PyTorch model.
 
-The reference here is an independent PyTorch forward pass written from ADAINT.md on the
+The reference here is an independent PyTorch forward pass written from docs/method.md on the
 raw .pth state dict: it shares no code with the package. The authors' files are read
-from ../shared/official and never copied.
+from $AILUT_OFFICIAL_DIR (tests/_models.py) and never copied.
 """
 
 import json
@@ -72,7 +72,7 @@ def _torch_ailut(img, lut, vertices):
 
 
 def _torch_adaint(sd, img_hwc):
-    """ADAINT.md section 1 on the state dict: returns output (H, W, 3), lut, vertices, w."""
+    """docs/method.md on the state dict: returns output (H, W, 3), lut, vertices, w."""
     with torch.no_grad():
         return _torch_adaint_impl(sd, img_hwc)
 

@@ -96,7 +96,7 @@ def test_total_loss_combines_terms_with_default_weights():
     assert float(terms["mse"]) == pytest.approx(m, rel=1e-6)
     assert float(terms["sparsity"]) == pytest.approx(15 / 4)
     assert float(terms["monotonicity"]) == pytest.approx(1.75 / 12, rel=1e-6)
-    expected = m + 1e-4 * 15 / 4 + 10 * 1.75 / 12  # smoothness weight 0 (ADAINT.md §3)
+    expected = m + 1e-4 * 15 / 4 + 10 * 1.75 / 12  # smoothness weight 0 (docs/training.md#losses)
     assert float(loss) == pytest.approx(expected, rel=1e-6)
     assert float(terms["loss"]) == float(loss)
     loss2, _ = total_loss(out, target, basis, sparsity=0.0, monotonicity=0.0, smoothness=2.0)

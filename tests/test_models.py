@@ -46,7 +46,7 @@ def _run(model, img, deterministic=True):
 @pytest.mark.parametrize(
     "kw, expected",
     [
-        ({}, 619_724),  # FiveK AdaInt, ADAINT.md section 1
+        ({}, 619_724),  # FiveK AdaInt, docs/method.md#sizes
         ({"en_adaint": False}, 593_516),  # the 3D-LUT baseline: F = 8192, no AdaInt
         ({"adaint_share": True}, 619_724 - 2 * 32 * 513),
         # torchvision resnet18 without fc (11,176,512) + generator + 5 bases + AdaInt

@@ -6,7 +6,7 @@
 //   vertices [3][D]         rows R, G, B of sampling coordinates
 //   pixel    r, g, b        channels-last image
 //
-// Semantics (ADAINT.md section 2): per input channel x with vertex row v,
+// Semantics (docs/transform.md): per input channel x with vertex row v,
 //   cell k = clamp(lower_bound(v, x) - 1, 0, D - 2)   (x == v[i] lands in cell i-1)
 //   t      = (x - v[k]) / (v[k+1] - v[k] + 1e-10)     (not clamped: extrapolates)
 // and the output is the trilinear blend of the 8 lattice corners around (k_r, k_g, k_b).

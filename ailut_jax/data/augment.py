@@ -1,4 +1,4 @@
-"""Training augmentations of AdaInt (ADAINT.md section 4), on numpy ``(H, W, 3)`` images.
+"""Training augmentations of AdaInt (docs/training.md), on numpy ``(H, W, 3)`` images.
 
 Geometric steps (crop, resize, flip) act on input and target alike; colour jitter acts
 on the input only. Every function takes an explicit ``numpy.random.Generator`` so the

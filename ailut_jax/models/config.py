@@ -13,7 +13,7 @@ _DEFAULT_DROPOUT = {"cnn": 0.5, "resnet18": 0.0}
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of an :class:`~ailut_jax.models.AiLUT` model (ADAINT.md section 1).
+    """Architecture of an :class:`~ailut_jax.models.AiLUT` model (docs/method.md).
 
     Attributes:
       backbone: ``"cnn"`` (the authors' 5-layer "TPAMI" CNN, FiveK) or ``"resnet18"``

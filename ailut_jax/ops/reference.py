@@ -1,6 +1,6 @@
 """Pure-JAX AiLUT transform: the specification the native op is tested against.
 
-Layouts (see ADAINT.md section 2, channels-last images):
+Layouts (channels-last images; the semantics are in docs/transform.md):
 
 * ``img``: ``(H, W, 3)`` with channels R, G, B.
 * ``lut``: ``(3, D, D, D)`` indexed ``lut[c, b, g, r]`` (last axis is red).
