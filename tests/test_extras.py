@@ -7,7 +7,10 @@ the package's modules, exactly as Python reports a package that is not installed
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -62,6 +65,60 @@ def ailut_without(modules, args, cwd) -> subprocess.CompletedProcess:
         cwd=cwd,
         env=_env(),
     )
+
+
+# Which extra each part of the package may rely on, besides the core dependencies.
+EXTRA_OF_AREA = (
+    ("ailut_jax/train/", "train"),
+    ("ailut_jax/data/", "train"),
+    ("ailut_jax/cli/train.py", "train"),
+    ("ailut_jax/plot.py", "plot"),
+    ("ailut_jax/convert.py", "convert"),
+)
+
+
+def _requirement_names(requirements) -> set[str]:
+    names = set()
+    for req in requirements:
+        name = re.match(r"[A-Za-z0-9_.-]+", req).group(0)
+        names.add(re.sub(r"[-_.]+", "-", name).lower())
+    return names
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level third-party modules ``path`` imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m != "ailut_jax"}
+
+
+def test_every_third_party_import_is_declared_for_its_area():
+    """A module imported by inference code is a core dependency; one imported only by
+    training, plotting or conversion code is in that extra. So `pip install .` runs
+    inference and `pip install ".[train]"` runs the main job."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _requirement_names(project["dependencies"])
+    extras = {k: _requirement_names(v) for k, v in project["optional-dependencies"].items()}
+    distributions = importlib.metadata.packages_distributions()
+    checked = 0
+    for path in sorted((ROOT / "ailut_jax").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        extra = next((e for area, e in EXTRA_OF_AREA if rel.startswith(area)), None)
+        allowed = core | (extras[extra] if extra else set())
+        for module in _imports(path):
+            if module.startswith("_"):  # the package's own native modules
+                continue
+            names = _requirement_names(distributions.get(module, [module]))
+            assert names & allowed, (
+                f"{rel} imports {module} ({', '.join(sorted(names))}), which is not declared "
+                f"in the core dependencies{f' or the {extra} extra' if extra else ''}"
+            )
+            checked += 1
+    assert checked > 30
 
 
 @pytest.fixture(scope="module")
