@@ -5,7 +5,7 @@
     ailut train --config fivek_srgb --config.steps=1000 --config.generations=1
 
 ``--config`` takes a config file or the name of one of the project's configs (``demo``,
-``fivek_srgb``, ``fivek_xyz``, ``fivek_3dlut``, ``ppr10k``, ...); any setting can be
+``pairs``, ``fivek_srgb``, ``fivek_xyz``, ``fivek_3dlut``, ``ppr10k``, ...); any setting can be
 overridden with ``--config.KEY=VALUE``. A rerun with the same ``--workdir`` resumes from
 its latest checkpoint. Flags are absl / ml_collections flags, parsed here for both entry
 points.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ailut_jax.cli import _common as common
 
-PROJECT_CONFIGS = ("demo", "fivek_srgb", "fivek_xyz", "fivek_3dlut", "ppr10k")
+PROJECT_CONFIGS = ("demo", "pairs", "fivek_srgb", "fivek_xyz", "fivek_3dlut", "ppr10k")
 
 
 def configs_dir() -> Path | None:

@@ -365,8 +365,14 @@ def validate_config(config: ml_collections.ConfigDict | TrainConfig) -> TrainCon
     if d["name"] not in DATASETS:
         errors.append(f"config.data.name: unknown dataset {d['name']!r}; known: {list(DATASETS)}")
     else:
-        configs = builder_class(d["name"]).builder_configs
-        if d["config"] and d["config"] not in configs:
+        cls = builder_class(d["name"])
+        configs = cls.builder_configs
+        if d["config"] and getattr(cls, "ANY_CONFIG_NAME", False):
+            try:
+                cls.check_config_name(d["config"])
+            except ValueError as exc:
+                errors.append(f"config.data.config: {exc}")
+        elif d["config"] and d["config"] not in configs:
             errors.append(
                 f"config.data.config: {d['name']} has no config {d['config']!r}; "
                 f"known: {', '.join(configs)}"

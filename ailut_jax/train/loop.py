@@ -81,6 +81,13 @@ def open_data(config):
     split_files = {k: v for k, v in (("train", d.train_list), ("test", d.test_list)) if v}
     if split_files:
         kwargs["split_files"] = split_files
+    if name == "pairs" and not is_built(name, cfg, data_dir):
+        where = dataset_path(name, cfg, data_dir)
+        raise ConfigError(
+            f"invalid training config:\n  config.data: dataset pairs/{cfg} is not built "
+            f"(looked in {where}); build it first with `ailut build-dataset pairs --name "
+            f"{cfg} --inputs BEFORE_DIR --targets AFTER_DIR`"
+        )
     if not is_built(name, cfg, data_dir) and name != "ailut_demo" and not d.source:
         where = dataset_path(name, cfg, data_dir)
         raise ConfigError(
