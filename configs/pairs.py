@@ -13,11 +13,12 @@ the epochs, are fixed):
   decay, AdaInt at 0.1x and frozen for the first 50 steps;
 - batch 4 of fixed 160x160 random crops (one compiled shape), a 128x128 thumbnail for
   the backbone, D = 17 lattice points and M = 8 basis LUTs;
-- 500 steps and **one generation** (no born-again students: with a few dozen pairs they
-  triple the time for little; ``--config.generations=3`` adds them).
+- 1000 steps and **one generation** (born-again students would triple the time;
+  ``--config.generations=3`` adds them).
 
-With more pairs or a GPU, raise ``--config.steps``; the held-out PSNR, logged every 250
-steps and at the end, says whether it helps.
+About 2.5 minutes on a shared 2-core CPU; docs/pairs.md has the figures. With more
+pairs or a GPU, raise ``--config.steps``; the held-out PSNR, logged every 250 steps and at
+the end, says whether it helps.
 """
 
 from ailut_jax.train.config import base_config
@@ -35,7 +36,7 @@ def get_config(arg: str | None = None):
     c.model.n_vertices = 17
     c.model.n_ranks = 8
     c.model.input_size = 128
-    c.steps = 500
+    c.steps = 1000
     c.optim.lr = 1e-3
     c.optim.schedule = "cosine"
     c.optim.warmup_steps = 20

@@ -334,3 +334,43 @@ def test_other_datasets_record_their_inputs_and_the_trainer_follows_the_rule(tmp
     c.data.name, c.data.config, c.data.data_dir = "pairs", "never_built", str(data_dir)
     with pytest.raises(ConfigError, match="ailut build-dataset pairs --name never_built"):
         open_data(validate_config(c))
+    c.data.config = "../escape"
+    with pytest.raises(ConfigError, match="config.data.config: pairs: bad dataset name"):
+        validate_config(c)
+
+
+def test_configs_pairs_trains_then_enhances_and_exports_a_cube(tmp_path, capsys):
+    """The three README commands on a tiny folder (two steps of configs/pairs.py)."""
+    from test_train import load_config
+
+    from ailut_jax.train import train
+
+    before, after = make_folders(tmp_path, n=6)
+    data_dir = tmp_path / "tfds"
+    assert ailut_main(
+        ["build-dataset", "pairs", "--name", "mine", "--inputs", str(before),
+         "--targets", str(after), "--data-dir", str(data_dir)]
+    ) == 0  # fmt: skip
+    config = load_config("pairs", "mine")
+    assert config.data.name == "pairs" and config.data.config == "mine"
+    config.data.data_dir = str(data_dir)
+    config.data.crop_size = 32
+    config.model.n_vertices = 9
+    config.model.input_size = 64
+    config.steps, config.eval_every, config.checkpoint_every = 2, 0, 1
+    config.progress = False
+    workdir = tmp_path / "runs/mine"
+    result = train(config, workdir)
+    assert result["dataset"] == "pairs/mine" and result["test_images"] == 1
+    assert [r["model"] for r in result["rows"]] == ["identity (input unchanged)", "teacher (gen 0)"]
+    model = workdir / "model"
+    out = tmp_path / "enhanced"
+    assert (
+        ailut_main(["enhance", "--checkpoint", str(model), "--out", str(out), "-q", str(before)])
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [f"p{k:02d}.png" for k in range(6)]
+    cube = tmp_path / "look.cube"
+    photo = str(before / "p00.jpg")
+    assert ailut_main(["export-cube", "--checkpoint", str(model), photo, "--out", str(cube)]) == 0
+    assert cube.read_text().count("\n") > 33**3
