@@ -149,7 +149,8 @@ def test_16_bit_png_and_exif_png_input_and_full_size_option(tmp_path):
     img = _crop(3, size=(50, 70))
     deep = img.astype(np.uint16) * 257 + np.uint16(7)
     write_image(before / "big.png", deep)
-    write_image(after / "big.png", _edit(img))
+    edit16 = _edit(img).astype(np.uint16) * 257 + np.uint16(120)  # a 16-bit target
+    write_image(after / "big.png", edit16)
     data_dir = tmp_path / "tfds"
     build_dataset(
         "pairs", config="small", data_dir=data_dir, inputs=before, targets=after,
@@ -161,7 +162,9 @@ def test_16_bit_png_and_exif_png_input_and_full_size_option(tmp_path):
     }
     big = examples["big"]
     assert big["input"].dtype == np.uint16 and big["input"].shape == (25, 35, 3)
-    assert big["target"].shape == (25, 35, 3)
+    assert big["target"].shape == (25, 35, 3) and big["target"].dtype == np.uint8
+    # The 16-bit target is rounded to 8 bits (then shrunk): about the 8-bit edit.
+    assert abs(big["target"].astype(float).mean() - _edit(img).mean()) < 1.0
     # The area filter keeps colours: the shrunk input averages the original.
     assert abs(big["input"].mean() - deep.mean()) < 0.01 * 65535
 
@@ -336,6 +339,9 @@ def test_other_datasets_record_their_inputs_and_the_trainer_follows_the_rule(tmp
         open_data(validate_config(c))
     c.data.config = "../escape"
     with pytest.raises(ConfigError, match="config.data.config: pairs: bad dataset name"):
+        validate_config(c)
+    c.data.config, c.data.source = "mine", str(root)
+    with pytest.raises(ConfigError, match="config.data.source: pairs datasets are built"):
         validate_config(c)
 
 

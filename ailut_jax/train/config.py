@@ -379,7 +379,12 @@ def validate_config(config: ml_collections.ConfigDict | TrainConfig) -> TrainCon
             )
     for key in ("source", "train_list", "test_list"):
         value = d[key]
-        if value and not Path(value).expanduser().exists():
+        if value and d["name"] == "pairs":
+            errors.append(
+                f"config.data.{key}: pairs datasets are built beforehand, with `ailut "
+                "build-dataset pairs --inputs DIR --targets DIR [--split-file ...]`; unset it"
+            )
+        elif value and not Path(value).expanduser().exists():
             errors.append(f"config.data.{key}: {value} does not exist")
     if errors:
         raise ConfigError("invalid training config:\n  " + "\n  ".join(errors))
