@@ -270,6 +270,11 @@ def test_same_inputs_reuse_the_build_other_inputs_stop_force_rebuilds(tmp_path, 
     rebuilt = build_record("pairs", "x", data_dir)
     assert rebuilt["options"]["targets"]["path"] == str(a2.resolve())
     assert not any(p.name.startswith(".building") for p in data_dir.iterdir())
+    # A build from before records existed: kept when nothing is asked, else rebuilt on --force.
+    (dataset_path("pairs", "x", data_dir) / "ailut_build.json").unlink()
+    assert build_dataset("pairs", config="x", data_dir=data_dir) == path
+    with pytest.raises(StaleDatasetError, match="no record of what it was built from"):
+        build_dataset("pairs", config="x", data_dir=data_dir, inputs=b2, targets=a2)
 
 
 def test_a_failed_build_leaves_nothing_and_keeps_the_previous_build(tmp_path, monkeypatch):

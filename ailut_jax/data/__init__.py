@@ -106,7 +106,9 @@ def build_dataset(
     cls, config, data_dir, final = _resolve(name, config, data_dir)
     options = _options(cls, builder_kwargs)
     if (final / "dataset_info.json").is_file() and not force:
-        provenance.check_record(final, name, config, options)
+        # A build from before builds were recorded is trusted only when no input is named.
+        if builder_kwargs or provenance.read_record(final) is not None:
+            provenance.check_record(final, name, config, options)
         return final
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=f".building-{name}-", dir=data_dir))
