@@ -362,6 +362,10 @@ def test_configs_pairs_trains_then_enhances_and_exports_a_cube(tmp_path, capsys)
         ["build-dataset", "pairs", "--name", "mine", "--inputs", str(before),
          "--targets", str(after), "--data-dir", str(data_dir)]
     ) == 0  # fmt: skip
+    from ailut_jax.cli.train import PROJECT_CONFIGS, resolve_config_arg
+
+    assert "pairs" in PROJECT_CONFIGS
+    assert resolve_config_arg("pairs").endswith("configs/pairs.py")
     config = load_config("pairs", "mine")
     assert config.data.name == "pairs" and config.data.config == "mine"
     config.data.data_dir = str(data_dir)
