@@ -256,6 +256,13 @@ def test_same_inputs_reuse_the_build_other_inputs_stop_force_rebuilds(tmp_path, 
     )
     err = capsys.readouterr().err
     assert status == 2 and "--test-fraction" in err and "0.5" in err
+    # Files the build does not read (a sub-folder, a sidecar) change nothing.
+    (before / "rejects").mkdir()
+    write_image(before / "rejects" / "p09.png", _crop(9))
+    (before / "p00.xmp").write_text("sidecar")
+    assert (
+        build_dataset("pairs", config="x", data_dir=data_dir, inputs=before, targets=after) == path
+    )
     # A folder whose files changed since the build is another input too.
     Image.fromarray(_crop(9)).save(before / "p00.jpg", quality=50)
     with pytest.raises(StaleDatasetError, match="--inputs folder .* changed"):

@@ -23,6 +23,8 @@ RECORD_NAME = "ailut_build.json"
 RECORD_FORMAT = 1
 # Options that name a folder / a file; split_files maps split names to files.
 FOLDER_OPTIONS = ("source", "inputs", "targets")
+# Folders whose sub-folders the builder never reads (pairs: files directly inside).
+FLAT_FOLDER_OPTIONS = ("inputs", "targets")
 FILE_OPTIONS = ("cube_file",)
 # How options are spelled on the command line, for messages.
 FLAGS = {
@@ -48,13 +50,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def folder_fingerprint(folder: Path) -> dict:
-    """Path, number of image files below it and a digest of their names, sizes, mtimes."""
+def folder_fingerprint(folder: Path, recursive: bool = True) -> dict:
+    """Path, number of image files in it (and below it if ``recursive``) and a digest of
+    their names, sizes and modification times."""
     folder = Path(folder).expanduser().resolve()
     entries = []
     if folder.is_dir():
         for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
             for name in sorted(files):
                 if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                     continue
@@ -77,7 +80,7 @@ def describe_options(options: dict) -> dict:
         if value is None:
             out[key] = None
         elif key in FOLDER_OPTIONS:
-            out[key] = folder_fingerprint(value)
+            out[key] = folder_fingerprint(value, recursive=key not in FLAT_FOLDER_OPTIONS)
         elif key in FILE_OPTIONS:
             out[key] = file_fingerprint(value)
         elif key == "split_files":
