@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "convert": "ailut_jax.cli.convert",
     "build-dataset": "ailut_jax.cli.build_dataset",
     "train": "ailut_jax.cli.train",
+    "serve": "ailut_jax.cli.serve",
 }
 
 
