@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import io
 import shutil
+import struct
 import tempfile
 import threading
 import uuid
@@ -98,9 +99,12 @@ def probe_size(path: Path) -> tuple[int, int]:
     if path.stat().st_size == 0:
         raise PhotoError("the file is empty")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(24)
     try:
-        if head in (b"II*\x00", b"MM\x00*"):
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            # Read here: Pillow refuses a 0 x 0 PNG as "not an image" without saying why.
+            width, height = struct.unpack(">II", head[16:24])
+        elif head[:4] in (b"II*\x00", b"MM\x00*"):
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 width, height = int(page.imagewidth), int(page.imagelength)
