@@ -41,6 +41,7 @@ def serve(
     enhancer = Enhancer.from_checkpoint(checkpoint, impl=impl)
     engine = Engine(enhancer, max_pixels=max_pixels, max_upload_bytes=max_upload_bytes)
     try:
+        announce(f"uploads and results go to {engine.root} (deleted when the server stops)")
         announce("compiling the model ...")
         engine.warm_up()
         app = create_app(engine)
