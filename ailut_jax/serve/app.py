@@ -113,7 +113,7 @@ def create_app(engine: Engine, *, close_engine: bool = True) -> Starlette:
             engine.discard(photo)
             return _error(str(exc), exc.status)
         except PhotoError as exc:
-            return _error(f"{photo.name}: {exc}", 415 if "not an image" in str(exc) else 400)
+            return _error(f"{photo.name}: {exc}", exc.status)
         except BaseException:
             engine.discard(photo)
             raise
@@ -177,7 +177,7 @@ def create_app(engine: Engine, *, close_engine: bool = True) -> Starlette:
         return _error(str(exc), exc.status)
 
     async def photo_error(request: Request, exc: PhotoError) -> Response:
-        return _error(str(exc), 409)
+        return _error(str(exc), exc.status)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

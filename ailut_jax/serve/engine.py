@@ -49,7 +49,14 @@ BIT_DEPTHS = (8, 16)
 
 
 class PhotoError(ValueError):
-    """A photo cannot be used; the message is shown in the page as it is."""
+    """A photo cannot be used; the message is shown in the page as it is.
+
+    ``status`` is the HTTP status the app answers with.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 # ------------------------------------------------------------------------ the strength
@@ -114,7 +121,7 @@ def probe_size(path: Path) -> tuple[int, int]:
     except Image.DecompressionBombError as exc:
         raise PhotoError(f"the image has too many pixels ({exc})") from None
     except Exception:
-        raise PhotoError("not an image this app can read (JPEG, PNG or TIFF)") from None
+        raise PhotoError("not an image this app can read (JPEG, PNG or TIFF)", 415) from None
     if width < 1 or height < 1:
         raise PhotoError(f"the image has no pixels ({width} x {height})")
     return width, height
@@ -346,7 +353,7 @@ class Engine:
 
     def _ready(self, photo: Photo) -> None:
         if photo.state != "done":
-            raise PhotoError(f"{photo.name} is not ready ({photo.state})")
+            raise PhotoError(f"{photo.name} is not ready ({photo.state})", 409)
 
     def render(self, photo: Photo, strength: int) -> np.ndarray:
         """The full-size float ``(H, W, 3)`` output at ``strength`` percent (not clamped)."""
