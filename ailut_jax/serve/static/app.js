@@ -106,6 +106,13 @@ function showResult(id) {
   const compare = $(".compare", card);
   split.oninput = () => compare.style.setProperty("--split", `${split.value}%`);
   $(".result", card).hidden = false;
+  for (const link of card.querySelectorAll(".downloads a")) {
+    link.addEventListener("click", () => {
+      const stage = $(".stage", card);
+      stage.textContent = `preparing ${link.textContent} at full size; the download starts when it is ready`;
+      setTimeout(() => { stage.textContent = ""; }, 6000);
+    });
+  }
   refresh(id);
   updateZip();
 }
