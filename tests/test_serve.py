@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -336,3 +338,14 @@ def test_cli_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys, name):
     lines = [line for line in err.splitlines() if line.strip()]
     assert status == 2 and len(lines) == 1, err
     assert lines[0].startswith("ailut serve: error: ") and name in lines[0], err
+
+
+def test_help_loads_neither_the_server_nor_jax():
+    code = (
+        "import sys; from ailut_jax.cli import build_parser; "
+        "text = build_parser()._subparsers._group_actions[0].choices['serve'].format_help(); "
+        "assert '--max-megapixels' in text, text; "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'jax') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)

@@ -317,6 +317,9 @@ class Engine:
             photo = self.photos.pop(photo_id, None)
         if photo is not None:
             self.discard(photo)
+            cached = self._render_cache
+            if cached is not None and cached[0] == photo_id:
+                self._render_cache = None
         return photo is not None
 
     def process(self, photo: Photo) -> None:
