@@ -158,6 +158,7 @@ def test_upload_compare_and_download_in_chromium(server, browser, enhanced, tmp_
     page.set_input_files("#files", str(notes))
     error = page.wait_for_selector(".card[data-state=error] .error", timeout=RESULT_MS)
     assert "notes.txt" in error.inner_text() and "not an image" in error.inner_text()
+    assert error.is_visible() and page.locator(".card[data-state=error] .result").is_hidden()
     with urllib.request.urlopen(f"{server}/api/config", timeout=10) as response:
         assert response.status == 200
     assert not errors, errors

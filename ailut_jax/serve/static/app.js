@@ -24,6 +24,7 @@ function newCard(name) {
   const side = $("#view").value === "side";
   $(".compare", card).classList.toggle("side", side);
   $(".compare", card).classList.toggle("slider", !side);
+  $(".forget", card).onclick = () => card.remove();
   $("#photos").prepend(card);
   return card;
 }
