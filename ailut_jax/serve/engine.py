@@ -147,8 +147,9 @@ def quantize_rows(img: np.ndarray, bit_depth: int, rows: int = 256) -> np.ndarra
 def encode_png(img: np.ndarray, bit_depth: int) -> bytes:
     """``round(clip(img, 0, 1) * max)`` as PNG bytes, 8 or 16 bit (what ``ailut enhance`` writes).
 
-    zlib level 1: a 24-megapixel PNG is written in about a second instead of several,
-    for a slightly larger file; the pixels are the same at any level.
+    zlib level 1, not Pillow's default 6: on the authors' 6-megapixel photo it writes in a
+    quarter of the time (1.0 s against 4.1 s here) for a file 17 % larger; the pixels are
+    the same at any level.
     """
     arr = quantize_rows(img, bit_depth)
     if bit_depth == 16:
@@ -174,10 +175,9 @@ def _preview_of(raw: np.ndarray) -> np.ndarray:
     h, w = raw.shape[:2]
     scale = min(1.0, PREVIEW_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = to_float(raw)
-    if scale < 1.0:
-        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(small, np.float32)
+    if scale < 1.0:  # resized as integers: no full-size float copy
+        raw = cv2.resize(raw, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(to_float(raw))
 
 
 # ------------------------------------------------------------------------ photos
