@@ -61,13 +61,17 @@ def run(args) -> int:
         raise common.CommandError("--max-megapixels and --max-upload-mb must be positive")
     from ailut_jax.serve import serve
 
-    serve(
-        args.checkpoint,
-        host=args.host,
-        port=args.port,
-        impl=args.impl,
-        max_pixels=int(args.max_megapixels * 1e6),
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
-        announce=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    try:
+        serve(
+            args.checkpoint,
+            host=args.host,
+            port=args.port,
+            impl=args.impl,
+            max_pixels=int(args.max_megapixels * 1e6),
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            announce=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped, not an error
+        pass
+    print("ailut serve: stopped", file=sys.stderr, flush=True)
     return common.EXIT_OK
