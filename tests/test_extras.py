@@ -46,7 +46,7 @@ sys.exit(main(sys.argv[2:]))
 # flax needs optax and orbax-checkpoint needs absl, so both come with the core install
 # even though only training uses them directly.
 CORE_BRINGS = {"optax", "absl"}
-#: Modules that only the train, plot and convert extras install.
+#: Modules that only the train, plot, convert and serve extras install.
 EXTRA_ONLY = sorted(set(EXTRA_OF_MODULE) - CORE_BRINGS)
 
 
@@ -74,6 +74,7 @@ EXTRA_OF_AREA = (
     ("ailut_jax/cli/train.py", "train"),
     ("ailut_jax/plot.py", "plot"),
     ("ailut_jax/convert.py", "convert"),
+    ("ailut_jax/serve/", "serve"),
 )
 
 
@@ -187,8 +188,9 @@ def test_import_and_inference_need_no_extra(model_dir, photo, tmp_path):
         ("ml_collections", "train", ["train", "--workdir", "run"]),
         ("tensorflow_datasets", "train", ["build-dataset", "ailut_demo", "--data-dir", "d"]),
         ("torch", "convert", ["convert", "{pth}", "--out", "m"]),
+        ("uvicorn", "serve", ["serve", "--checkpoint", "{model}"]),
     ],
-    ids=["plot", "train", "build-dataset", "convert"],
+    ids=["plot", "train", "build-dataset", "convert", "serve"],
 )
 def test_missing_extra_is_one_line_naming_it(missing, extra, args, model_dir, photo, tmp_path):
     pth = tmp_path / "authors.pth"

@@ -316,19 +316,6 @@ def test_old_photos_are_forgotten_and_the_folder_is_removed(model_dir, photo_jpe
 # ----------------------------------------------------------------- the command line
 
 
-def test_cli_names_the_serve_extra_when_missing(monkeypatch, capsys, model_dir):
-    import ailut_jax.cli.serve as cli_serve
-
-    monkeypatch.setattr(cli_serve, "missing_serve_modules", lambda: ["uvicorn"])
-    status = main(["serve", "--checkpoint", str(model_dir)])
-    err = capsys.readouterr().err
-    assert status == 2
-    assert err.strip() == (
-        "ailut serve: error: this needs the 'serve' extra (missing uvicorn): "
-        'pip install "ailut-jax[serve]"'
-    )
-
-
 @pytest.mark.parametrize("name", ["no-such-model", "broken"])
 def test_cli_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys, name):
     (tmp_path / "broken").mkdir()

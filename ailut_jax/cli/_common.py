@@ -36,6 +36,8 @@ EXTRA_OF_MODULE = {
     "absl": "train",
     "tensorboardX": "train",
     "skimage": "train",
+    "starlette": "serve",
+    "uvicorn": "serve",
 }
 
 

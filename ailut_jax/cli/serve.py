@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from ailut_jax.cli import _common as common
-
-SERVE_MODULES = ("starlette", "uvicorn")
 
 
 def register(subparsers) -> None:
@@ -44,21 +41,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def missing_serve_modules() -> list[str]:
-    return [m for m in SERVE_MODULES if importlib.util.find_spec(m) is None]
-
-
 def run(args) -> int:
-    missing = missing_serve_modules()
-    if missing:
-        raise common.CommandError(
-            f"this needs the 'serve' extra (missing {', '.join(missing)}): "
-            'pip install "ailut-jax[serve]"'
-        )
     if not 0 < args.port < 65536:
         raise common.CommandError(f"--port must be in 1-65535, got {args.port}")
     if args.max_megapixels <= 0 or args.max_upload_mb <= 0:
         raise common.CommandError("--max-megapixels and --max-upload-mb must be positive")
+    # Before the model loads: without the serve extra this is the one-line message
+    # naming it (ailut_jax.cli._common.EXTRA_OF_MODULE).
     from ailut_jax.serve import serve
 
     try:
