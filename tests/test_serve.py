@@ -313,6 +313,14 @@ def test_old_photos_are_forgotten_and_the_folder_is_removed(model_dir, photo_jpe
     assert not root.exists()  # shutting the app down deleted the temporary folder
 
 
+def test_a_localhost_server_answers_only_its_own_host_names(engine):
+    app = create_app(engine, close_engine=False, allowed_hosts=["127.0.0.1", "localhost"])
+    for base, code in [("http://127.0.0.1:7860", 200), ("http://localhost:7860", 200),
+                       ("http://rebound.example:7860", 400)]:  # fmt: skip
+        with TestClient(app, base_url=base) as client:
+            assert client.get("/api/config").status_code == code, base
+
+
 # ----------------------------------------------------------------- the command line
 
 

@@ -44,7 +44,8 @@ def serve(
         announce(f"uploads and results go to {engine.root} (deleted when the server stops)")
         announce("compiling the model ...")
         engine.warm_up()
-        app = create_app(engine)
+        loopback = host in ("127.0.0.1", "localhost")
+        app = create_app(engine, allowed_hosts=["127.0.0.1", "localhost"] if loopback else None)
         shown = f"[{host}]" if ":" in host else host
         announce(f"ailut serve: open http://{shown}:{port}/ (Ctrl-C stops)")
         config = uvicorn.Config(

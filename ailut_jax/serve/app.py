@@ -24,6 +24,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -67,9 +69,16 @@ def _download_name(stem: str, suffix: str) -> dict:
     return {"Content-Disposition": f'attachment; filename="{safe}{suffix}"'}
 
 
-def create_app(engine: Engine, *, close_engine: bool = True) -> Starlette:
+def create_app(
+    engine: Engine, *, close_engine: bool = True, allowed_hosts: list[str] | None = None
+) -> Starlette:
     """The Starlette app serving ``engine``; closing the app (shutdown) closes the engine
-    (deleting its temporary folder) unless ``close_engine`` is False."""
+    (deleting its temporary folder) unless ``close_engine`` is False.
+
+    ``allowed_hosts``: the only ``Host`` headers answered (others get 400). A server on
+    localhost passes its own names, so that a web page elsewhere cannot reach it by
+    pointing a domain name at 127.0.0.1 (DNS rebinding).
+    """
     worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailut")
 
     def photo_or_404(request: Request):
@@ -200,8 +209,12 @@ def create_app(engine: Engine, *, close_engine: bool = True) -> Starlette:
         Route("/api/zip", zip_all),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         exception_handlers={BadRequest: bad_request, PhotoError: photo_error},
         lifespan=lifespan,
     )
