@@ -103,9 +103,10 @@ def test_lut_layout_last_axis_is_red():
 def test_cell_search_semantics():
     v = jnp.asarray([0.0, 0.25, 0.5, 0.75, 1.0], jnp.float32)
     x = jnp.asarray([-1.0, 0.0, 0.1, 0.25, 0.3, 0.75, 1.0, 2.0, jnp.nan], jnp.float32)
-    # x == v[i] lands in cell i-1 (fraction 1); x <= v[0] and NaN in cell 0; clamp to D-2.
-    np.testing.assert_array_equal(reference.find_cell(v, x), [0, 0, 0, 0, 1, 2, 3, 3, 0])
-    np.testing.assert_array_equal(reference.uniform_cell(5, x), [0, 0, 0, 0, 1, 2, 3, 3, 0])
+    # x == v[i] lands in cell i-1 (fraction 1); x <= v[0] in cell 0; clamp to D-2; NaN in
+    # the last cell, D-2, as in the authors' search (it moves right while !(v[mid] >= x)).
+    np.testing.assert_array_equal(reference.find_cell(v, x), [0, 0, 0, 0, 1, 2, 3, 3, 3])
+    np.testing.assert_array_equal(reference.uniform_cell(5, x), [0, 0, 0, 0, 1, 2, 3, 3, 3])
 
 
 def test_fraction_is_not_clamped_outside_the_lattice():

@@ -1,17 +1,19 @@
 // CPU handlers of the AiLUT and 3D-LUT transforms, and the nanobind module that
 // exports them as XLA FFI capsules.
 //
-// Parallel over pixels and batch with a fixed static partition. The backward
-// accumulates each thread's LUT / vertex gradients in its own float64 buffer and sums
-// the buffers in thread order, so results are bit-identical from run to run.
+// Parallel over pixels and batch on a persistent worker pool (ailut_pool.h). The work
+// is cut into items decided by the problem's size alone; the backward accumulates each
+// pixel slice's LUT / vertex gradients in its own float64 buffer and sums the buffers in
+// slice order (plan_backward), so results are bit-identical whatever the number of
+// threads, run after run.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #endif
 
 #include "ailut_math.h"
+#include "ailut_pool.h"
 #include "ailut_shapes.h"
 #include "nanobind/nanobind.h"
 #include "xla/ffi/api/ffi.h"
@@ -30,45 +33,17 @@ namespace ffi = xla::ffi;
 namespace ailut {
 namespace {
 
-// Below this many pixels per thread, starting a thread costs more than it saves.
-constexpr int64_t kMinPixelsPerThread = 1 << 15;
+// Work items of the forward: runs of this many pixels (any split gives the same output).
+constexpr int64_t kForwardChunk = 1 << 15;
 
-int max_threads() {
-  static const int n = [] {
-    if (const char* env = std::getenv("AILUT_NUM_THREADS")) {
-      const int v = std::atoi(env);
-      if (v > 0) return v;
-    }
-    const unsigned hw = std::thread::hardware_concurrency();
-    return hw == 0 ? 1 : static_cast<int>(std::min(hw, 64u));
-  }();
-  return n;
-}
+// The backward's pixel slices (see plan_backward): at least this many pixels each, at
+// most kMaxSlices per image, and at most kMaxPartialBytes of float64 partial sums.
+constexpr int64_t kMinSlicePixels = 1 << 15;
+constexpr int64_t kMaxSlices = 32;
+constexpr int64_t kMaxPartialBytes = int64_t{64} << 20;
 
-int threads_for(int64_t work) {
-  const int64_t by_work = std::max<int64_t>(1, work / kMinPixelsPerThread);
-  return static_cast<int>(std::min<int64_t>(max_threads(), by_work));
-}
-
-// Runs fn(t) for t in [0, n); t = 0 on the calling thread.
-template <typename F>
-void parallel_for(int n, const F& fn) {
-  if (n <= 1) {
-    fn(0);
-    return;
-  }
-  std::vector<std::thread> workers;
-  workers.reserve(n - 1);
-  for (int t = 1; t < n; ++t) workers.emplace_back([&fn, t] { fn(t); });
-  fn(0);
-  for (auto& w : workers) w.join();
-}
-
-// [begin, end) of thread t out of n over `count` items, contiguous and fixed.
-inline void static_range(int64_t count, int t, int n, int64_t* begin, int64_t* end) {
-  *begin = count * t / n;
-  *end = count * (t + 1) / n;
-}
+// LUT entries per item of the backward's reduction of the partial sums.
+constexpr int64_t kReduceChunk = 512;
 
 // Output buffers of full-size images are fresh, untouched memory from XLA's allocator,
 // and first-touch page faults cost as much as the transform itself on some machines
@@ -271,27 +246,21 @@ void forward_pixels_packed(const T* __restrict img, T* __restrict out, const T* 
   }
 }
 
-// Flat range over batch x pixels, split evenly across threads.
+// Flat range over batch x pixels in runs of kForwardChunk pixels, one work item each.
 template <typename T, typename Rows>
-void forward_all(const Problem& p, const T* img, const T* lut, const std::vector<Rows>& rows,
-                 T* out) {
+void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
+                 const std::vector<Rows>& rows, T* out) {
   const int64_t total = p.batch * p.pixels;
   const int64_t d3 = p.d * p.d * p.d;
   const bool packed = use_packed(p);
   std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
-  const int n = threads_for(total);
   if (packed) {
-    const int n_pack = static_cast<int>(std::min<int64_t>(n, p.batch));
-    parallel_for(n_pack, [&](int t) {
-      int64_t begin, end;
-      static_range(p.batch, t, n_pack, &begin, &end);
-      for (int64_t b = begin; b < end; ++b)
-        pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]);
-    });
+    pool.run(p.batch, [&](int64_t b) { pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]); });
   }
-  parallel_for(n, [&](int t) {
-    int64_t begin, end;
-    static_range(total, t, n, &begin, &end);
+  const int64_t items = (total + kForwardChunk - 1) / kForwardChunk;
+  pool.run(items, [&](int64_t item) {
+    int64_t begin = item * kForwardChunk;
+    const int64_t end = std::min(total, begin + kForwardChunk);
     while (begin < end) {
       const int64_t b = begin / p.pixels;
       const int64_t stop = std::min(end, (b + 1) * p.pixels);
@@ -387,62 +356,110 @@ void backward_pixels_packed(const T* __restrict g_out, const T* __restrict img,
   }
 }
 
-// Per batch element: threads split the pixels, each accumulating into its own float64
-// partial buffers, then the partials are summed in thread order (slices of the LUT in
-// parallel) and rounded once to T.
+// How the backward splits its work. Each image's pixels are cut into `slices` fixed
+// ranges; each slice accumulates its LUT and vertex gradients in float64 in its own
+// buffer, and the buffers are then summed in slice order. Both numbers depend only on
+// the problem's size, never on the number of threads, so every sum is taken in the
+// same order whichever thread runs which slice: the gradients are bit-identical for
+// any AILUT_NUM_THREADS. `group` images are processed per pass to bound the partials'
+// memory.
+struct BackwardPlan {
+  int64_t slices;  // pixel slices per image
+  int64_t group;   // images per pass
+  int64_t part;    // float64 values of one slice's LUT partials
+  int64_t vert;    // float64 values of one slice's vertex partials
+};
+
+inline BackwardPlan plan_backward(const Problem& p) {
+  BackwardPlan plan;
+  const int64_t d3 = p.d * p.d * p.d;
+  plan.part = use_packed(p) ? 4 * d3 : 3 * d3;
+  plan.vert = 3 * p.d;
+  const int64_t slice_bytes = (plan.part + plan.vert) * static_cast<int64_t>(sizeof(double));
+  int64_t s = std::min(kMaxSlices, std::max<int64_t>(1, p.pixels / kMinSlicePixels));
+  s = std::min(s, std::max<int64_t>(1, kMaxPartialBytes / slice_bytes));
+  plan.slices = s;
+  plan.group = std::min(p.batch, std::max<int64_t>(1, kMaxPartialBytes / (s * slice_bytes)));
+  return plan;
+}
+
 template <typename T, typename Rows, bool kVertexGrad>
-void backward_all(const Problem& p, const T* g_out, const T* img, const T* lut,
+void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* img, const T* lut,
                   const std::vector<Rows>& rows, T* d_img, T* d_lut, T* d_vert) {
   const int64_t d3 = p.d * p.d * p.d;
   const int64_t lut_size = 3 * d3;
   const int64_t vert_size = 3 * p.d;
   const bool packed = use_packed(p);
-  const int64_t part_size = packed ? 4 * d3 : lut_size;
-  const int n = threads_for(p.pixels);
-  std::vector<double> lut_part(static_cast<size_t>(n) * part_size);
-  std::vector<double> vert_part(static_cast<size_t>(n) * vert_size);
-  std::vector<T> packed_lut(packed ? static_cast<size_t>(4 * d3) : 0);
-  for (int64_t b = 0; b < p.batch; ++b) {
-    const int64_t off = b * p.pixels;
-    const T* lut_b = lut + b * lut_size;
-    if (packed) pack_lut(lut_b, d3, packed_lut.data());
-    std::fill(vert_part.begin(), vert_part.end(), 0.0);
-    parallel_for(n, [&](int t) {
-      double* lp = lut_part.data() + t * part_size;
-      std::fill(lp, lp + part_size, 0.0);
-      int64_t begin, end;
-      static_range(p.pixels, t, n, &begin, &end);
-      double* vp = vert_part.data() + t * vert_size;
+  const BackwardPlan plan = plan_backward(p);
+  const int64_t S = plan.slices;
+  // Uninitialised: each slice zeroes its own partials, in parallel.
+  std::unique_ptr<double[]> lut_part(new double[plan.group * S * plan.part]);
+  std::unique_ptr<double[]> vert_part(new double[plan.group * S * plan.vert]);
+  advise_huge_pages(lut_part.get(), plan.group * S * plan.part * sizeof(double));
+  std::vector<T> packed_luts(packed ? static_cast<size_t>(plan.group * 4 * d3) : 0);
+  // Packed partials hold entry (c, idx) at 4 * idx + c; plain ones at c * d3 + idx.
+  const int64_t lanes = packed ? 4 : 1;
+  const int64_t entries = packed ? d3 : lut_size;
+  const int64_t chunks = (entries + kReduceChunk - 1) / kReduceChunk;
+
+  for (int64_t b0 = 0; b0 < p.batch; b0 += plan.group) {
+    const int64_t g = std::min(plan.group, p.batch - b0);
+    if (packed) {
+      pool.run(
+          g, [&](int64_t e) { pack_lut(lut + (b0 + e) * lut_size, d3, &packed_luts[e * 4 * d3]); });
+    }
+    pool.run(g * S, [&](int64_t item) {
+      const int64_t e = item / S;
+      const int64_t s = item % S;
+      const int64_t b = b0 + e;
+      double* lp = lut_part.get() + item * plan.part;
+      double* vp = vert_part.get() + item * plan.vert;
+      std::fill(lp, lp + plan.part, 0.0);
+      std::fill(vp, vp + plan.vert, 0.0);
+      const int64_t begin = p.pixels * s / S;
+      const int64_t end = p.pixels * (s + 1) / S;
+      const int64_t off = b * p.pixels;
       rows[b].dispatch([&](auto view) {
         if (packed) {
           backward_pixels_packed<T, decltype(view), kVertexGrad>(
-              g_out + 3 * off, img + 3 * off, packed_lut.data(), p.d, view, begin, end,
+              g_out + 3 * off, img + 3 * off, &packed_luts[e * 4 * d3], p.d, view, begin, end,
               d_img + 3 * off, lp, vp);
         } else {
-          backward_pixels<T, decltype(view), kVertexGrad>(g_out + 3 * off, img + 3 * off, lut_b,
-                                                          p.d, view, begin, end, d_img + 3 * off,
-                                                          lp, vp);
+          backward_pixels<T, decltype(view), kVertexGrad>(g_out + 3 * off, img + 3 * off,
+                                                          lut + b * lut_size, p.d, view, begin, end,
+                                                          d_img + 3 * off, lp, vp);
         }
       });
     });
-    T* dl = d_lut + b * lut_size;
-    parallel_for(n, [&](int t) {
-      int64_t begin, end;
-      static_range(lut_size, t, n, &begin, &end);
-      for (int64_t j = begin; j < end; ++j) {
-        // Packed buffers hold entry (c, idx) at 4 * idx + c.
-        const int64_t src = packed ? 4 * (j % d3) + j / d3 : j;
-        double acc = 0.0;
-        for (int s = 0; s < n; ++s) acc += lut_part[s * part_size + src];
-        dl[j] = static_cast<T>(acc);
+    // Every entry is summed over slices 0, 1, ..., S-1 in that order; items only split
+    // the entries between threads.
+    pool.run(g * chunks, [&](int64_t item) {
+      const int64_t e = item / chunks;
+      const int64_t first = (item % chunks) * kReduceChunk;
+      const int64_t n = std::min(kReduceChunk, entries - first);
+      double acc[4 * kReduceChunk];
+      std::fill(acc, acc + n * lanes, 0.0);
+      for (int64_t s = 0; s < S; ++s) {
+        const double* src = lut_part.get() + (e * S + s) * plan.part + first * lanes;
+        for (int64_t j = 0; j < n * lanes; ++j) acc[j] += src[j];
+      }
+      T* dl = d_lut + (b0 + e) * lut_size;
+      for (int64_t j = 0; j < n; ++j) {
+        if (packed) {
+          for (int64_t c = 0; c < 3; ++c) dl[c * d3 + first + j] = static_cast<T>(acc[4 * j + c]);
+        } else {
+          dl[first + j] = static_cast<T>(acc[j]);
+        }
       }
     });
     if (kVertexGrad) {
-      T* dv = d_vert + b * vert_size;
-      for (int64_t j = 0; j < vert_size; ++j) {
-        double acc = 0.0;
-        for (int s = 0; s < n; ++s) acc += vert_part[s * vert_size + j];
-        dv[j] = static_cast<T>(acc);
+      for (int64_t e = 0; e < g; ++e) {
+        T* dv = d_vert + (b0 + e) * vert_size;
+        for (int64_t j = 0; j < vert_size; ++j) {
+          double acc = 0.0;
+          for (int64_t s = 0; s < S; ++s) acc += vert_part[(e * S + s) * plan.vert + j];
+          dv[j] = static_cast<T>(acc);
+        }
       }
     }
   }
@@ -482,7 +499,7 @@ ffi::Error AilutForwardImpl(ffi::AnyBuffer img, ffi::AnyBuffer lut, ffi::AnyBuff
     advise_huge_pages(out->untyped_data(), out->size_bytes());
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      forward_all(p, img.typed_data<T>(), lut.typed_data<T>(),
+      forward_all(*shared_pool(), p, img.typed_data<T>(), lut.typed_data<T>(),
                   vertex_rows(p, vertices.typed_data<T>()), out->typed_data<T>());
     };
     p.dtype == ffi::DataType::F32 ? run(float{}) : run(double{});
@@ -506,7 +523,7 @@ ffi::Error AilutBackwardImpl(ffi::AnyBuffer g_out, ffi::AnyBuffer img, ffi::AnyB
     auto run = [&](auto tag) {
       using T = decltype(tag);
       backward_all<T, VertexRows<T>, true>(
-          p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(),
+          *shared_pool(), p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(),
           vertex_rows(p, vertices.typed_data<T>()), d_img->typed_data<T>(), d_lut->typed_data<T>(),
           d_vertices->typed_data<T>());
     };
@@ -524,7 +541,7 @@ ffi::Error LutForwardImpl(ffi::AnyBuffer img, ffi::AnyBuffer lut, ffi::Result<ff
     advise_huge_pages(out->untyped_data(), out->size_bytes());
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      forward_all(p, img.typed_data<T>(), lut.typed_data<T>(), uniform_rows<T>(p),
+      forward_all(*shared_pool(), p, img.typed_data<T>(), lut.typed_data<T>(), uniform_rows<T>(p),
                   out->typed_data<T>());
     };
     p.dtype == ffi::DataType::F32 ? run(float{}) : run(double{});
@@ -545,8 +562,8 @@ ffi::Error LutBackwardImpl(ffi::AnyBuffer g_out, ffi::AnyBuffer img, ffi::AnyBuf
     auto run = [&](auto tag) {
       using T = decltype(tag);
       backward_all<T, UniformRows<T>, false>(
-          p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(), uniform_rows<T>(p),
-          d_img->typed_data<T>(), d_lut->typed_data<T>(), nullptr);
+          *shared_pool(), p, g_out.typed_data<T>(), img.typed_data<T>(), lut.typed_data<T>(),
+          uniform_rows<T>(p), d_img->typed_data<T>(), d_lut->typed_data<T>(), nullptr);
     };
     p.dtype == ffi::DataType::F32 ? run(float{}) : run(double{});
     return ffi::Error::Success();
@@ -604,5 +621,25 @@ NB_MODULE(_ailut_cpu, m) {
     d["lut_backward"] = encapsulate(LutBackward);
     return d;
   });
-  m.def("max_threads", &ailut::max_threads, "Threads the CPU kernels use at most.");
+  m.def(
+      "num_threads", [] { return ailut::shared_pool()->size(); },
+      "Threads that work on one call of the CPU kernels (the caller plus the pool's workers).");
+  m.def("configured_threads", &ailut::configured_threads,
+        "Threads the pool is sized to: AILUT_NUM_THREADS, else the affinity mask and the cgroup "
+        "CPU quota, at most 64.");
+  m.def(
+      "set_num_threads", [](int n) { ailut::reset_shared_pool(n); }, nb::arg("n"),
+      "Replace the worker pool by one of n threads (n <= 0: the configured size). For tests.");
+  m.def(
+      "backward_slices",
+      [](int64_t batch, int64_t pixels, int64_t d) {
+        ailut::Problem p;
+        p.batch = batch;
+        p.pixels = pixels;
+        p.d = d;
+        const auto plan = ailut::plan_backward(p);
+        return nb::make_tuple(plan.slices, plan.group);
+      },
+      nb::arg("batch"), nb::arg("pixels"), nb::arg("d"),
+      "(pixel slices per image, images per pass) of the backward for this problem size.");
 }

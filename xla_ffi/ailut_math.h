@@ -7,7 +7,8 @@
 //   pixel    r, g, b        channels-last image
 //
 // Semantics (docs/transform.md): per input channel x with vertex row v,
-//   cell k = clamp(lower_bound(v, x) - 1, 0, D - 2)   (x == v[i] lands in cell i-1)
+//   cell k = clamp(lower_bound(v, x) - 1, 0, D - 2)   (x == v[i] lands in cell i-1,
+//                                                       a NaN x in the last cell)
 //   t      = (x - v[k]) / (v[k+1] - v[k] + 1e-10)     (not clamped: extrapolates)
 // and the output is the trilinear blend of the 8 lattice corners around (k_r, k_g, k_b).
 // Every index produced here lies in [0, D-1] whatever the input values (NaN, inf,
@@ -55,7 +56,9 @@ AILUT_HD int clamp_cell(int lower_bound, int d) {
   return k > d - 2 ? d - 2 : k;
 }
 
-// lower_bound by bisection over v[0..d): the first i with !(v[i] < x). The exact
+// lower_bound by bisection over v[0..d): the first i with v[i] >= x. The search moves
+// right while !(v[mid] >= x), as the authors' kernels do, so a NaN pixel (for which
+// every comparison is false) ends at d and lands in the last cell, D-2. The exact
 // sequence of probes is fixed (mid = (lo + hi) / 2), so the cell picked for unsorted
 // vertices is well defined and equal to the pure-JAX reference's.
 template <typename T>
@@ -63,7 +66,7 @@ AILUT_HD int lower_bound_bisect(const T* v, int d, T x) {
   int lo = 0, hi = d;
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (v[mid] < x) {
+    if (!(v[mid] >= x)) {
       lo = mid + 1;
     } else {
       hi = mid;
@@ -74,12 +77,13 @@ AILUT_HD int lower_bound_bisect(const T* v, int d, T x) {
 
 // lower_bound for a *sorted* row padded with +inf up to `padded` entries, where
 // `padded` is a power of two > d. Branch-free, log2(padded) steps; equals the bisection
-// on sorted rows (both find the partition point of `v[i] < x`).
+// on sorted rows (both find the partition point of `!(v[i] >= x)`; a NaN x gives
+// padded - 1 >= d, the last cell after clamping).
 template <typename T>
 AILUT_HD int lower_bound_sorted(const T* v_padded, int padded, T x) {
   int base = 0;
   for (int step = padded >> 1; step > 0; step >>= 1) {
-    base += (v_padded[base + step - 1] < x) ? step : 0;
+    base += !(v_padded[base + step - 1] >= x) ? step : 0;
   }
   return base;
 }
@@ -107,6 +111,8 @@ AILUT_HD AxisPos<T> locate_uniform(int d, T x) {
   const T scale = static_cast<T>(d - 1);
   T guess = ceil_t(x * scale) - T(1);
   // Clamp as a float first: NaN and huge values must never reach the int conversion.
+  // NaN goes to the last cell, as the search on the grid would put it.
+  if (guess != guess) guess = static_cast<T>(d - 2);
   if (!(guess >= T(0))) guess = T(0);
   if (guess > static_cast<T>(d - 2)) guess = static_cast<T>(d - 2);
   int k = static_cast<int>(guess);

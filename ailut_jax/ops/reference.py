@@ -26,7 +26,9 @@ def find_cell(vertices_row: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
 
     ``lower_bound`` by bisection (first ``i`` with ``v[i] >= x``), minus one, clamped to
     ``[0, D-2]``. A value equal to ``v[i]`` therefore lands in cell ``i-1`` with
-    fraction 1, and anything ``<= v[0]`` (or NaN) in cell 0.
+    fraction 1, and anything ``<= v[0]`` in cell 0. The bisection moves right while
+    ``not v[mid] >= x``, as the authors' kernels do, so a NaN value (every comparison
+    false) lands in the last cell, ``D-2``.
 
     The bisection is spelled out (rather than ``jnp.searchsorted``) so that the cell
     picked for non-monotone or NaN vertices is the same one the native kernels pick:
@@ -40,7 +42,7 @@ def find_cell(vertices_row: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
         active = lo < hi
         mid = (lo + hi) // 2
         v_mid = vertices_row[jnp.minimum(mid, d - 1)]
-        go_right = v_mid < x
+        go_right = ~(v_mid >= x)
         lo = jnp.where(active & go_right, mid + 1, lo)
         hi = jnp.where(active & ~go_right, mid, hi)
     return jnp.clip(lo - 1, 0, d - 2)
@@ -51,11 +53,11 @@ def uniform_cell(d: int, x: jnp.ndarray) -> jnp.ndarray:
 
     A first guess from ``ceil(x * (d-1)) - 1`` is corrected by one step against the
     grid values themselves, so the result equals the bisection on ``i / (d - 1)``
-    exactly, including values that sit on a vertex.
+    exactly, including values that sit on a vertex and NaN (the last cell, ``D-2``).
     """
     scale = d - 1
     guess = jnp.ceil(x * scale) - 1
-    guess = jnp.where(jnp.isnan(guess), 0, guess)
+    guess = jnp.where(jnp.isnan(guess), d - 2, guess)
     k = jnp.clip(guess, 0, d - 2).astype(jnp.int32)
     v_lo = k.astype(x.dtype) / scale
     v_hi = (k + 1).astype(x.dtype) / scale
