@@ -89,6 +89,7 @@ void WorkerPool::run_items(int64_t count, ItemFn call, const void* ctx) {
   job.call = call;
   job.ctx = ctx;
   job.count = count;
+  std::fegetenv(&job.fenv);
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(&job);
@@ -123,8 +124,12 @@ void WorkerPool::worker_loop() {
     }
     ++job->helpers;
     lock.unlock();
+    std::fenv_t own;
+    std::fegetenv(&own);
+    std::fesetenv(&job->fenv);
     std::exception_ptr error;
     const int64_t mine = work_on(*job, &error);
+    std::fesetenv(&own);
     lock.lock();
     --job->helpers;
     job->finished += mine;

@@ -2,9 +2,11 @@
 //
 // Work is handed over as `count` independent items; run() calls fn(i) once for every i
 // in [0, count), on the calling thread and on whichever pool workers are free, and
-// returns when all items are done. Which thread runs an item never matters to the
-// kernels: every item writes only its own outputs (see ailut_cpu.cc), so the results
-// do not depend on the number of threads.
+// returns when all items are done. Workers run the items in the caller's floating-point
+// environment: XLA's threads flush denormals to zero, fresh threads do not, and a
+// denormal pixel must give the same result whichever thread handles it. Which thread runs an item
+// never matters to the kernels: every item writes only its own outputs (see ailut_cpu.cc), so the
+// results do not depend on the number of threads.
 //
 // One pool is shared by every call of the op in the process. A calling thread always
 // works on its own items; the pool adds at most size() - 1 helpers in total, however
@@ -13,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <cfenv>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -58,6 +61,7 @@ class WorkerPool {
     int helpers = 0;       // workers inside work_on(); guarded by mu_
     std::exception_ptr error;
     std::condition_variable done;
+    std::fenv_t fenv;  // the caller's floating-point environment (rounding, denormals)
   };
 
   void run_items(int64_t count, ItemFn call, const void* ctx);
