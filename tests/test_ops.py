@@ -239,14 +239,33 @@ def test_edge_pixels_exactly_on_vertices_and_bounds(dtype):
 @requires_native
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiny_intervals(dtype):
-    """Intervals as small as 1e-9: the eps in the fraction keeps everything finite."""
+    """The smallest cells: 1e-9 wide in float64, one ulp wide in float32 (where v + 1e-9
+    rounds back to v). The eps in the fraction keeps everything finite, and pixels in
+    the tiny cell give the reference's values and gradients."""
     d = 9
     rng = np.random.default_rng(11)
-    verts = random_vertices(rng, (2,), d, np.float64)
-    verts[:, :, 4] = verts[:, :, 3] + 1e-9
-    verts = verts.astype(dtype)
+    verts = random_vertices(rng, (2,), d, dtype)
+    lo = verts[:, :, 3]
+    if dtype == np.float64:
+        verts[:, :, 4] = lo + 1e-9
+        inside = lo + 5e-10
+    else:
+        verts[:, :, 4] = np.nextafter(lo, dtype(np.inf))  # no float32 lies in between
+        inside = verts[:, :, 4]  # on the upper vertex: the tiny cell, fraction ~1
+    width = verts[:, :, 4] - verts[:, :, 3]
+    if dtype == np.float64:
+        np.testing.assert_allclose(width, 1e-9, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(width, np.spacing(lo))  # one ulp, < 6e-8
     img = rng.uniform(0, 1, (2, 6, 6, 3)).astype(dtype)
-    img[:, 1, 0, :] = verts[:, :, 3] + 5e-10  # inside the tiny cell
+    img[:, 1, 0, :] = inside
+    img[:, 2, 0, :] = lo  # on the lower vertex: the cell below, fraction 1
+    cells = [
+        np.asarray(reference.find_cell(verts[b, c], img[b, 1, 0, c]))
+        for b in (0, 1)
+        for c in range(3)
+    ]
+    assert cells == [3] * 6, "the test pixels must fall in the tiny cell"
     lut = random_lut(rng, (2,), d, dtype)
     with jax.enable_x64(dtype == np.float64):
         args = (img, lut, verts)
@@ -257,7 +276,8 @@ def test_tiny_intervals(dtype):
         gb = grads(ailut_transform, args, "reference")
         for x in ga:
             assert np.all(np.isfinite(np.asarray(x)))
-        # Gradients through a 1e-9 cell are ~1e9 large: compare relative to their scale.
+        # Gradients through the tiny cell are ~1/width large: compare relative to scale.
+        assert np.abs(np.asarray(gb[0])).max() > 1e6
         for name, x, y in zip(("img", "lut", "vertices"), ga, gb):
             y = np.asarray(y)
             np.testing.assert_allclose(
