@@ -283,8 +283,8 @@ def _lut_fwd_and_grads(impl):
 def test_fuzz_hostile_values_threaded(pool_threads, seed):
     """Hostile pixel and vertex values on an image cut into many backward slices, with a
     pool of 3: in bounds (checked under ASan/UBSan by .ci/sanitize), the reference's
-    forward, and bit-identical to one thread."""
-    from test_op_inputs import fuzz_case
+    forward and gradients (where defined), and bit-identical to one thread."""
+    from test_op_inputs import assert_hostile_grads_match, fuzz_case
 
     d = (5, 9, 17)[seed]
     args = fuzz_case(200 + seed, np.float32, d, h=256, w=512)
@@ -298,6 +298,7 @@ def test_fuzz_hostile_values_threaded(pool_threads, seed):
     ref = np.asarray(ailut_transform(*args, impl="reference"))
     np.testing.assert_array_equal(np.isnan(three[0]), np.isnan(ref))
     np.testing.assert_allclose(three[0], ref, rtol=1e-6, equal_nan=True)
+    assert_hostile_grads_match(ailut_transform, args, np.float32, cot)
 
 
 if __name__ == "__main__":
