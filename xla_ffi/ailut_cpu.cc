@@ -375,7 +375,8 @@ inline BackwardPlan plan_backward(const Problem& p) {
   const int64_t d3 = p.d * p.d * p.d;
   plan.part = use_packed(p) ? 4 * d3 : 3 * d3;
   plan.vert = 3 * p.d;
-  const int64_t slice_bytes = (plan.part + plan.vert) * static_cast<int64_t>(sizeof(double));
+  const int64_t slice_bytes =
+      std::max<int64_t>(1, (plan.part + plan.vert) * static_cast<int64_t>(sizeof(double)));
   int64_t s = std::min(kMaxSlices, std::max<int64_t>(1, p.pixels / kMinSlicePixels));
   s = std::min(s, std::max<int64_t>(1, kMaxPartialBytes / slice_bytes));
   plan.slices = s;
