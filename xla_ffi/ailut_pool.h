@@ -47,7 +47,8 @@ class WorkerPool {
   // after every item has finished.
   template <typename F>
   void run(int64_t count, const F& fn) {
-    run_items(count, [](const void* ctx, int64_t i) { (*static_cast<const F*>(ctx))(i); }, &fn);
+    run_items(
+        count, [](const void* ctx, int64_t i) { (*static_cast<const F*>(ctx))(i); }, &fn);
   }
 
  private:
