@@ -11,6 +11,7 @@ from flax import nnx
 from PIL import Image
 
 from ailut_jax import Enhancer, cli, identity_lut
+from ailut_jax import enhance as enhance_lib
 from ailut_jax.enhance import _stages
 from ailut_jax.imageio import quantize, read_image, read_image_raw, write_image
 from ailut_jax.modeldir import ModelDirError, save_model_dir
@@ -81,6 +82,7 @@ def test_integer_inputs_are_scaled(enhancer):
 
 
 def test_any_size_and_batches_compile_only_the_cheap_stages(enhancer):
+    enhance_lib._release_compiled_shapes()  # earlier tests' shapes must not trigger it here
     resize, predict, apply = _stages()
     a, b = _image(17, 29, 2), _image(17, 29, 3)
     out_a = enhancer(a)
@@ -97,6 +99,26 @@ def test_any_size_and_batches_compile_only_the_cheap_stages(enhancer):
     batch = enhancer(np.stack([a, b]))
     assert batch.shape == (2, 17, 29, 3)
     np.testing.assert_allclose(batch[0], out_a, atol=2e-5)
+
+
+def test_many_image_sizes_keep_a_bounded_number_compiled(enhancer, monkeypatch):
+    """Photos that all differ in size (a FiveK test split) must not grow the jit caches,
+    and so memory, without bound: past MAX_CACHED_SHAPES new shapes the caches are
+    emptied, and results stay the same."""
+    monkeypatch.setattr(enhance_lib, "MAX_CACHED_SHAPES", 3)
+    enhance_lib._release_compiled_shapes()
+    resize, predict, apply = _stages()
+    images = [_image(20 + k, 30 - k, k) for k in range(7)]
+    outputs, cached = [], []
+    for img in images:
+        outputs.append(np.asarray(enhancer(img)))
+        cached.append(resize._cache_size())
+        assert len(enhance_lib._shapes_seen) <= 3
+    # Emptied after the 3rd and 6th shape: 1, 2, 3, then 1, 2, 3, then 1 compiled.
+    assert cached == [1, 2, 3, 1, 2, 3, 1]
+    assert predict._cache_size() == 1 and apply._cache_size() == 1
+    for img, out in zip(images, outputs):
+        np.testing.assert_array_equal(np.asarray(enhancer(img)), out)
 
 
 @pytest.mark.parametrize(
