@@ -268,7 +268,8 @@ def load_resnet18_weights(model, state_dict: Mapping[str, np.ndarray]):
     return model
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -284,7 +285,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike) -> Path:
     metadata = {
         "source": "pytorch-checkpoint",
         "source_file": src.name,
-        "source_sha256": _sha256(src),
+        "source_sha256": file_sha256(src),
         "n_params": count_params(model),
     }
     return save_model_dir(out, model, extra_metadata=metadata)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 import tifffile
+from _photos import crop, retouch
 from PIL import Image
 
 from ailut_jax.cli import main as ailut_main
@@ -17,20 +17,6 @@ from ailut_jax.data._common import DatasetBuildError
 from ailut_jax.data.pairs import hold_out
 from ailut_jax.data.provenance import StaleDatasetError
 from ailut_jax.imageio import EXIF_ORIENTATION, read_image_raw, write_image
-
-PHOTOS = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket)
-
-
-def _crop(k: int, size=(40, 56)) -> np.ndarray:
-    img = PHOTOS[k % len(PHOTOS)]()
-    y, x = 20 + 9 * k, 30 + 13 * k
-    return np.ascontiguousarray(img[y : y + size[0], x : x + size[1]])
-
-
-def _edit(img: np.ndarray) -> np.ndarray:
-    """A stand-in edit: brighter, warmer."""
-    f = (img / 255.0) ** 0.8 * np.array([1.0, 0.97, 0.9])
-    return np.rint(np.clip(f, 0, 1) * 255).astype(np.uint8)
 
 
 def _exif(orientation: int) -> bytes:
@@ -45,21 +31,21 @@ def make_folders(root: Path, n: int = 6) -> tuple[Path, Path]:
     before.mkdir(parents=True, exist_ok=True)
     after.mkdir(parents=True, exist_ok=True)
     for k in range(n):
-        img = _crop(k)
+        img = crop(k)
         Image.fromarray(img).save(before / f"p{k:02d}.jpg", quality=92)
-        write_image(after / f"p{k:02d}.png", _edit(img))
+        write_image(after / f"p{k:02d}.png", retouch(img))
     return before, after
 
 
 def add_awkward_files(before: Path, after: Path) -> None:
     """A 16-bit TIFF input, an EXIF-rotated target, and every kind of unusable file."""
-    img = _crop(7)
+    img = crop(7)
     # 16-bit TIFF input with a JPEG target.
     wide = img.astype(np.uint16) * 257 + np.uint16(100)
     tifffile.imwrite(before / "deep.tif", wide, photometric="rgb")
-    Image.fromarray(_edit(img)).save(after / "deep.jpg", quality=95)
+    Image.fromarray(retouch(img)).save(after / "deep.jpg", quality=95)
     # The target is stored turned (56 wide, 40 high read as 40x56 only after EXIF 6).
-    turned = np.rot90(_edit(img), k=1)  # orientation 6 turns it back clockwise
+    turned = np.rot90(retouch(img), k=1)  # orientation 6 turns it back clockwise
     write_image(before / "turned.png", img)
     Image.fromarray(np.ascontiguousarray(turned)).save(
         after / "turned.jpg", quality=95, exif=_exif(6)
@@ -70,7 +56,7 @@ def add_awkward_files(before: Path, after: Path) -> None:
     (before / "broken.jpg").write_bytes(b"not a jpeg at all")
     write_image(after / "broken.png", img)
     write_image(before / "sizes.png", img)
-    write_image(after / "sizes.png", _crop(7, size=(30, 56)))
+    write_image(after / "sizes.png", crop(7, size=(30, 56)))
     write_image(before / "twice.png", img)
     Image.fromarray(img).save(before / "twice.jpg")
     write_image(after / "twice.png", img)
@@ -124,8 +110,8 @@ def test_nothing_usable_is_exit_status_2_and_leaves_nothing(tmp_path, capsys):
     before, after = tmp_path / "before", tmp_path / "after"
     before.mkdir()
     after.mkdir()
-    write_image(before / "a.png", _crop(0))
-    write_image(after / "b.png", _crop(0))
+    write_image(before / "a.png", crop(0))
+    write_image(after / "b.png", crop(0))
     data_dir = tmp_path / "tfds"
     args = ["build-dataset", "pairs", "--inputs", str(before), "--targets", str(after)]
     status = ailut_main([*args, "--data-dir", str(data_dir)])
@@ -146,10 +132,10 @@ def test_nothing_usable_is_exit_status_2_and_leaves_nothing(tmp_path, capsys):
 
 def test_16_bit_png_and_exif_png_input_and_full_size_option(tmp_path):
     before, after = make_folders(tmp_path, n=2)
-    img = _crop(3, size=(50, 70))
+    img = crop(3, size=(50, 70))
     deep = img.astype(np.uint16) * 257 + np.uint16(7)
     write_image(before / "big.png", deep)
-    edit16 = _edit(img).astype(np.uint16) * 257 + np.uint16(120)  # a 16-bit target
+    edit16 = retouch(img).astype(np.uint16) * 257 + np.uint16(120)  # a 16-bit target
     write_image(after / "big.png", edit16)
     data_dir = tmp_path / "tfds"
     build_dataset(
@@ -164,7 +150,7 @@ def test_16_bit_png_and_exif_png_input_and_full_size_option(tmp_path):
     assert big["input"].dtype == np.uint16 and big["input"].shape == (25, 35, 3)
     assert big["target"].shape == (25, 35, 3) and big["target"].dtype == np.uint8
     # The 16-bit target is rounded to 8 bits (then shrunk): about the 8-bit edit.
-    assert abs(big["target"].astype(float).mean() - _edit(img).mean()) < 1.0
+    assert abs(big["target"].astype(float).mean() - retouch(img).mean()) < 1.0
     # The area filter keeps colours: the shrunk input averages the original.
     assert abs(big["input"].mean() - deep.mean()) < 0.01 * 65535
 
@@ -258,13 +244,13 @@ def test_same_inputs_reuse_the_build_other_inputs_stop_force_rebuilds(tmp_path, 
     assert status == 2 and "--test-fraction" in err and "0.5" in err
     # Files the build does not read (a sub-folder, a sidecar) change nothing.
     (before / "rejects").mkdir()
-    write_image(before / "rejects" / "p09.png", _crop(9))
+    write_image(before / "rejects" / "p09.png", crop(9))
     (before / "p00.xmp").write_text("sidecar")
     assert (
         build_dataset("pairs", config="x", data_dir=data_dir, inputs=before, targets=after) == path
     )
     # A folder whose files changed since the build is another input too.
-    Image.fromarray(_crop(9)).save(before / "p00.jpg", quality=50)
+    Image.fromarray(crop(9)).save(before / "p00.jpg", quality=50)
     with pytest.raises(StaleDatasetError, match="--inputs folder .* changed"):
         build_dataset("pairs", config="x", data_dir=data_dir, inputs=before, targets=after)
     with pytest.raises(StaleDatasetError, match="changed"):  # also when only opening

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
+from _photos import crop, retouch
 from PIL import Image
 
 from ailut_jax.train import ConfigError, TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket)
 
 
 def load_config(name: str, arg: str | None = None):
@@ -32,21 +31,14 @@ def load_config(name: str, arg: str | None = None):
 
 
 def _crop(k: int, size=(48, 64)) -> np.ndarray:
-    img = PHOTOS[k % len(PHOTOS)]()
-    y, x = 40 + 9 * k, 60 + 13 * k
-    return np.ascontiguousarray(img[y : y + size[0], x : x + size[1]])
-
-
-def _retouch(img: np.ndarray) -> np.ndarray:
-    f = (img / 255.0) ** 0.8 * np.array([1.0, 0.97, 0.9])
-    return np.rint(np.clip(f, 0, 1) * 255).astype(np.uint8)
+    return crop(k, size, origin=(40, 60))
 
 
 def make_fivek(root: Path) -> Path:
     """FiveK's 480p layout: input/JPG/480p and expertC/JPG/480p, ids a0001.. (a4501+ test)."""
     for k, image_id in enumerate(("a0001", "a0002", "a0003", "a4501", "a4502")):
         img = _crop(k)
-        for sub, arr in (("input", img), ("expertC", _retouch(img))):
+        for sub, arr in (("input", img), ("expertC", retouch(img))):
             (root / sub / "JPG/480p").mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(root / sub / "JPG/480p" / f"{image_id}.jpg", quality=95)
     return root
@@ -66,7 +58,7 @@ def make_ppr10k(root: Path) -> Path:
             tifffile.imwrite(
                 root / "source_aug_6" / f"{image_id}_{j}.tif", img16 // (j + 1), photometric="rgb"
             )
-        tifffile.imwrite(root / "target_a" / f"{image_id}.tif", _retouch(img), photometric="rgb")
+        tifffile.imwrite(root / "target_a" / f"{image_id}.tif", retouch(img), photometric="rgb")
     return root
 
 

@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from ailut_jax.convert import file_sha256
 from ailut_jax.data._common import DatasetBuildError
 from ailut_jax.imageio import IMAGE_SUFFIXES
 
@@ -42,14 +43,6 @@ class StaleDatasetError(DatasetBuildError):
     """The dataset is built, but from other inputs than the ones asked for now."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def folder_fingerprint(folder: Path, recursive: bool = True) -> dict:
     """Path, number of image files in it (and below it if ``recursive``) and a digest of
     their names, sizes and modification times."""
@@ -70,7 +63,7 @@ def folder_fingerprint(folder: Path, recursive: bool = True) -> dict:
 
 def file_fingerprint(path: Path) -> dict:
     path = Path(path).expanduser().resolve()
-    return {"path": str(path), "sha256": _sha256(path) if path.is_file() else None}
+    return {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
 
 
 def describe_options(options: dict) -> dict:
