@@ -148,6 +148,47 @@ AILUT_AVX2 void blend8(const float* lut, int entry_stride, int64_t chan_stride, 
   }
 }
 
+// blend8 for the packed [D^3][4] LUT (entry_stride 4, chan_stride 1), writing the
+// interleaved output: per pixel, one 4-lane load per corner ([r, g, b, 0]) times the
+// corner's weight, summed in corner order, exactly blend()'s sums per channel. Cheaper
+// than 24 gathers. Pixel j's 4-lane store spills into pixel j+1's red, which pixel j+1
+// then writes; the last pixel stores its 3 values alone, never past the 8 pixels.
+AILUT_AVX2 void blend8_packed_store(const float* lut4, const int off[8], int d, const Pos8& r,
+                                    const Pos8& g, const Pos8& b, float* out) {
+  const __m256i base = _mm256_slli_epi32(
+      _mm256_add_epi32(
+          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(b.k, set_i(d)), g.k), set_i(d)),
+          r.k),
+      2);
+  const __m256 one = set_f(1.0f);
+  const __m256 wr[2] = {_mm256_sub_ps(one, r.t), r.t};
+  const __m256 wg[2] = {_mm256_sub_ps(one, g.t), g.t};
+  const __m256 wb[2] = {_mm256_sub_ps(one, b.t), b.t};
+  alignas(32) float w[8][8];
+  alignas(32) int idx[8];
+  for (int c = 0; c < 8; ++c) {
+    _mm256_store_ps(w[c],
+                    _mm256_mul_ps(_mm256_mul_ps(wr[c & 1], wg[(c >> 1) & 1]), wb[(c >> 2) & 1]));
+  }
+  _mm256_store_si256(reinterpret_cast<__m256i*>(idx), base);
+  for (int j = 0; j < 8; ++j) {
+    const float* l = lut4 + idx[j];
+    __m128 acc = _mm_setzero_ps();
+    for (int k = 0; k < 8; ++k) {
+      acc = _mm_add_ps(acc, _mm_mul_ps(_mm_broadcast_ss(&w[k][j]), _mm_loadu_ps(l + off[k])));
+    }
+    if (j < 7) {
+      _mm_storeu_ps(out + 3 * j, acc);
+    } else {
+      alignas(16) float last[4];
+      _mm_store_ps(last, acc);
+      out[3 * j] = last[0];
+      out[3 * j + 1] = last[1];
+      out[3 * j + 2] = last[2];
+    }
+  }
+}
+
 // Loads 8 interleaved RGB pixels as three channel vectors; stores them back.
 AILUT_AVX2 void load_rgb8(const float* px, __m256 x[3]) {
   alignas(32) float ch[3][8];
@@ -206,8 +247,12 @@ AILUT_AVX2_ENTRY int64_t forward8(const float* __restrict img, float* __restrict
     const Pos8 r = locate(0, x[0]);
     const Pos8 g = locate(1, x[1]);
     const Pos8 b = locate(2, x[2]);
-    blend8(lut, entry_stride, chan_stride, off, d, r, g, b, y);
-    store_rgb8(out + 3 * i0, y);
+    if (entry_stride == 4) {
+      blend8_packed_store(lut, off, d, r, g, b, out + 3 * i0);
+    } else {
+      blend8(lut, entry_stride, chan_stride, off, d, r, g, b, y);
+      store_rgb8(out + 3 * i0, y);
+    }
   }
   return 8 * n;
 }
