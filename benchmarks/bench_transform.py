@@ -6,13 +6,26 @@ median of N timed runs after warm-up. The image is a real
 photo resized to each size (or uniform noise with --input noise); the LUT is an
 identity plus noise and the vertices are non-uniform. Prints a table and writes JSON.
 
+Per size it also reports how far the native op is from the machine's limits, measured
+in the same run: ns per pixel per core (wall time x the op's threads / pixels), and the
+forward's achieved memory bandwidth (image read + output written, over its wall time)
+against a plain numpy copy of the same bytes (one thread, into a preallocated buffer)
+and against XLA's `2x + 1` on the image (allocation and first-touch included, like the
+op's output). With --simd-compare (default) the native forward is timed again in a
+subprocess with AILUT_SIMD=off, the scalar path (see xla_ffi/ailut_simd.h).
+
     python benchmarks/bench_transform.py [--repeats 7] [--out benchmarks/results/transform.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +33,7 @@ import numpy as np
 from _common import median_ms, save_results
 
 from ailut_jax import ailut_transform, native_available
+from ailut_jax.ops import _native
 
 SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
 
@@ -62,6 +76,33 @@ def build(impl: str, mode: str):
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
 
 
+def copy_ms(src: np.ndarray, repeats: int) -> float:
+    """Median ms of a plain copy of ``src`` into a preallocated buffer (reads + writes
+    the same bytes as the forward's image in and output out)."""
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def scalar_forward_ms(args) -> dict:
+    """The native forward's ms per size with AILUT_SIMD=off, from a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "scalar.json")
+        cmd = [sys.executable, __file__, "--native-forward-only", "--out", out]
+        cmd += ["--repeats", str(args.repeats), "--d", str(args.d), "--input", args.input]
+        cmd += ["--sizes", *args.sizes]
+        subprocess.run(cmd, env={**os.environ, "AILUT_SIMD": "off"}, check=True)
+        with open(out) as f:
+            data = json.load(f)
+    assert data["meta"]["simd_path"] == "scalar", data["meta"]
+    return {r["size"]: r["native_ms"] for r in data["results"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -74,16 +115,35 @@ def main() -> None:
         help="a real photo resized to each size (default) or uniform noise (cache worst case)",
     )
     parser.add_argument("--out", default="benchmarks/results/transform.json")
+    parser.add_argument(
+        "--simd-compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the native forward with AILUT_SIMD=off (a subprocess)",
+    )
+    parser.add_argument("--native-forward-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not native_available():
         raise SystemExit("the native module is not built; install the package first")
+    module = _native.load_module("cpu")
+    simd_path, threads = module.simd_path(), module.num_threads()
+
+    if args.native_forward_only:  # the AILUT_SIMD=off subprocess
+        rows = []
+        for size in args.sizes:
+            inputs = make_inputs(*SIZES[size], args.d, source=args.input)
+            ms = median_ms(build("ffi", "forward"), inputs, args.repeats)
+            rows.append({"size": size, "native_ms": ms})
+        save_results(args.out, rows, simd_path=simd_path, threads=threads)
+        return
 
     backend = jax.default_backend()
     print(
         f"backend={backend} devices={jax.devices()} cpus={os.cpu_count()} D={args.d} "
-        f"input={args.input}"
+        f"input={args.input} simd={simd_path} threads={threads} load={os.getloadavg()}"
     )
     rows = []
+    limits = []
     for size in args.sizes:
         h, w = SIZES[size]
         inputs = make_inputs(h, w, args.d, source=args.input)
@@ -92,6 +152,7 @@ def main() -> None:
         # under the forward pass that no kernel can go below.
         floor_ms = median_ms(jax.jit(lambda i: i * 2.0 + 1.0), inputs[:1], args.repeats)
         print(f"  {size:>4} floor: y = 2x + 1 on the same image {floor_ms:9.2f} ms", flush=True)
+        copy = copy_ms(np.asarray(inputs[0]), args.repeats)
         for mode in ("forward", "forward+backward"):
             ms = {
                 impl: median_ms(build(impl, mode), inputs, args.repeats)
@@ -107,24 +168,78 @@ def main() -> None:
                     "reference_ms": ms["reference"],
                     "speedup": ms["reference"] / ms["ffi"],
                     "elementwise_floor_ms": floor_ms,
+                    "ns_per_pixel_per_core": ms["ffi"] * 1e6 * threads / (h * w),
                 }
             )
             r = rows[-1]
             print(
                 f"  {size:>4} {mode:<17} native {r['native_ms']:9.2f} ms   reference "
-                f"{r['reference_ms']:9.2f} ms   x{r['speedup']:.1f}",
+                f"{r['reference_ms']:9.2f} ms   x{r['speedup']:.1f}   "
+                f"{r['ns_per_pixel_per_core']:.1f} ns/pixel/core",
                 flush=True,
             )
+        fwd = rows[-2]
+        nbytes = 2 * np.asarray(inputs[0]).nbytes  # image read + output written
+        limits.append(
+            {
+                "size": size,
+                "bytes": nbytes,
+                "forward_ms": fwd["native_ms"],
+                "forward_gb_s": nbytes / fwd["native_ms"] / 1e6,
+                "numpy_copy_ms": copy,
+                "numpy_copy_gb_s": nbytes / copy / 1e6,
+                "xla_2x_plus_1_gb_s": nbytes / floor_ms / 1e6,
+            }
+        )
+
+    if args.simd_compare:
+        scalar = scalar_forward_ms(args)
+        for lim in limits:
+            lim["scalar_forward_ms"] = scalar[lim["size"]]
+            lim["simd_speedup"] = scalar[lim["size"]] / lim["forward_ms"]
 
     print()
-    print("| size | pass | native (ms) | jitted reference (ms) | speed-up | `2x+1` floor (ms) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| size | pass | native (ms) | ns/pixel/core | jitted reference (ms) | speed-up "
+        "| `2x+1` floor (ms) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['size']} ({r['width']}x{r['height']}) | {r['mode']} | {r['native_ms']:.2f} | "
-            f"{r['reference_ms']:.2f} | {r['speedup']:.1f}x | {r['elementwise_floor_ms']:.2f} |"
+            f"{r['ns_per_pixel_per_core']:.1f} | {r['reference_ms']:.2f} | "
+            f"{r['speedup']:.1f}x | {r['elementwise_floor_ms']:.2f} |"
         )
-    out = save_results(args.out, rows, d=args.d, input=args.input, repeats=args.repeats)
+    print()
+    print(
+        f"Forward against the memory limit (image in + output out; op on {threads} "
+        f"thread(s), {simd_path} path):"
+    )
+    head = "| size | MB moved | forward GB/s | numpy copy GB/s | XLA `2x+1` GB/s |"
+    sep = "|---|---:|---:|---:|---:|"
+    if args.simd_compare:
+        head += " scalar forward (ms) | SIMD speed-up |"
+        sep += "---:|---:|"
+    print(head)
+    print(sep)
+    for lim in limits:
+        line = (
+            f"| {lim['size']} | {lim['bytes'] / 1e6:.1f} | {lim['forward_gb_s']:.2f} | "
+            f"{lim['numpy_copy_gb_s']:.2f} | {lim['xla_2x_plus_1_gb_s']:.2f} |"
+        )
+        if args.simd_compare:
+            line += f" {lim['scalar_forward_ms']:.2f} | {lim['simd_speedup']:.2f}x |"
+        print(line)
+    out = save_results(
+        args.out,
+        rows,
+        d=args.d,
+        input=args.input,
+        repeats=args.repeats,
+        simd_path=simd_path,
+        threads=threads,
+        limits=limits,
+    )
     print(f"\nsaved {out}")
 
 

@@ -24,6 +24,7 @@
 #include "ailut_math.h"
 #include "ailut_pool.h"
 #include "ailut_shapes.h"
+#include "ailut_simd.h"
 #include "nanobind/nanobind.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -129,7 +130,8 @@ struct VertexRows {
     padded = 1;
     while (padded <= d) padded <<= 1;
     rows.assign(3 * static_cast<size_t>(padded), std::numeric_limits<T>::infinity());
-    table.resize(3 * static_cast<size_t>(kBuckets));
+    // One padding entry past the end for the AVX2 path's 32-bit gathers (ailut_simd.h).
+    table.assign(3 * static_cast<size_t>(kBuckets) + 1, 0);
     for (int c = 0; c < 3; ++c) {
       const T* row = v + c * d;
       std::copy(row, row + d, rows.begin() + c * padded);
@@ -211,6 +213,57 @@ inline void packed_offsets(int64_t d, int64_t off[8]) {
   for (int k = 0; k < 8; ++k) off[k] = 4 * corner_offset(k, d);
 }
 
+// ---------------------------------------------------------------- SIMD dispatch
+//
+// The forward runs 8 pixels per step with AVX2 (ailut_simd.h) where the CPU has it, for
+// float32 rows with uniform or sorted vertices; the scalar loops do the rest (tails,
+// float64, unsorted or NaN vertices). AILUT_SIMD=off (or 0, scalar) forces the scalar
+// path. Both paths give bit-identical outputs (tests/test_simd.py).
+
+enum class Simd { kScalar, kAvx2 };
+
+Simd detect_simd() {
+  const char* env = std::getenv("AILUT_SIMD");
+  if (env != nullptr && (std::strcmp(env, "off") == 0 || std::strcmp(env, "0") == 0 ||
+                         std::strcmp(env, "scalar") == 0)) {
+    return Simd::kScalar;
+  }
+#if defined(AILUT_HAVE_AVX2)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) return Simd::kAvx2;
+#endif
+  return Simd::kScalar;
+}
+
+Simd simd_path() {
+  static const Simd path = detect_simd();
+  return path;
+}
+
+// Forward of a prefix of [begin, end) with SIMD; returns the number of pixels done (a
+// multiple of 8). This generic version does none: the scalar loop takes everything.
+template <typename T, typename View>
+int64_t forward_simd(const T*, T*, const T*, int, int64_t, int64_t, const View&, int64_t, int64_t) {
+  return 0;
+}
+
+#if defined(AILUT_HAVE_AVX2)
+inline int64_t forward_simd(const float* img, float* out, const float* lut, int entry_stride,
+                            int64_t chan_stride, int64_t d, const UniformView<float>& view,
+                            int64_t begin, int64_t end) {
+  return avx2::forward8(img, out, lut, entry_stride, chan_stride, static_cast<int>(d),
+                        avx2::Uniform8{view.d}, begin, end);
+}
+
+inline int64_t forward_simd(const float* img, float* out, const float* lut, int entry_stride,
+                            int64_t chan_stride, int64_t d, const SortedView<float>& view,
+                            int64_t begin, int64_t end) {
+  const avx2::Sorted8 locate{view.v, view.padded_rows, view.buckets, kBuckets, view.d, view.padded};
+  return avx2::forward8(img, out, lut, entry_stride, chan_stride, static_cast<int>(d), locate,
+                        begin, end);
+}
+#endif
+
 // ---------------------------------------------------------------- forward
 
 template <typename T, typename View>
@@ -253,6 +306,8 @@ void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
   const int64_t total = p.batch * p.pixels;
   const int64_t d3 = p.d * p.d * p.d;
   const bool packed = use_packed(p);
+  // The SIMD gathers index with int32: the packed LUT's 4 * D^3 entries must fit.
+  const bool simd = simd_path() != Simd::kScalar && 4 * d3 <= std::numeric_limits<int32_t>::max();
   std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
   if (packed) {
     pool.run(p.batch, [&](int64_t b) { pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]); });
@@ -265,10 +320,16 @@ void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
       const int64_t b = begin / p.pixels;
       const int64_t stop = std::min(end, (b + 1) * p.pixels);
       rows[b].dispatch([&](auto view) {
+        const T* l = packed ? &packed_luts[b * 4 * d3] : lut + b * 3 * d3;
+        int64_t from = begin;
+        if (simd) {
+          from +=
+              forward_simd(img, out, l, packed ? 4 : 1, packed ? 1 : d3, p.d, view, begin, stop);
+        }
         if (packed) {
-          forward_pixels_packed(img, out, &packed_luts[b * 4 * d3], p.d, view, begin, stop);
+          forward_pixels_packed(img, out, l, p.d, view, from, stop);
         } else {
-          forward_pixels(img, out, lut + b * 3 * d3, p.d, view, begin, stop);
+          forward_pixels(img, out, l, p.d, view, from, stop);
         }
       });
       begin = stop;
@@ -631,6 +692,10 @@ NB_MODULE(_ailut_cpu, m) {
   m.def(
       "set_num_threads", [](int n) { ailut::reset_shared_pool(n); }, nb::arg("n"),
       "Replace the worker pool by one of n threads (n <= 0: the configured size). For tests.");
+  m.def(
+      "simd_path", [] { return ailut::simd_path() == ailut::Simd::kAvx2 ? "avx2" : "scalar"; },
+      "The forward's pixel loop in use: 'avx2' (8 float32 pixels per step, chosen when the CPU "
+      "has AVX2) or 'scalar' (other CPUs, or AILUT_SIMD=off).");
   m.def(
       "backward_slices",
       [](int64_t batch, int64_t pixels, int64_t d) {
