@@ -27,9 +27,9 @@ from ailut_jax.cli import main  # noqa: E402
 from ailut_jax.cube import apply_cube_numpy, parse_cube  # noqa: E402
 from ailut_jax.enhance import Enhancer, enhance_file  # noqa: E402
 from ailut_jax.imageio import EXIF_ORIENTATION, read_image_raw  # noqa: E402
-from ailut_jax.ops import ailut_transform  # noqa: E402
+from ailut_jax.ops import ailut_transform, identity_at_vertices  # noqa: E402
 from ailut_jax.serve import Engine, create_app  # noqa: E402
-from ailut_jax.serve.engine import blend_lut, identity_at_vertices, quantize_rows  # noqa: E402
+from ailut_jax.serve.engine import blend_lut  # noqa: E402
 
 # ----------------------------------------------------------------- the strength blend
 
@@ -77,13 +77,15 @@ def test_full_strength_is_the_lut_itself():
         blend_lut(lut, np.zeros((3, 4), np.float32), 1.5)
 
 
-def test_quantize_rows_matches_quantize():
+def test_quantize_in_blocks_matches_one_pass():
     from ailut_jax.imageio import quantize
 
     img = np.random.default_rng(3).normal(0.5, 0.4, (700, 9, 3)).astype(np.float32)
     img[0, 0] = (0.5 / 255, 1.5 / 255, 2.5 / 65535)  # rounding halves
     for bits in (8, 16):
-        np.testing.assert_array_equal(quantize_rows(img, bits, rows=64), quantize(img, bits))
+        top = 255.0 if bits == 8 else 65535.0
+        one_pass = np.rint(np.clip(img.astype(np.float64), 0, 1) * top)
+        np.testing.assert_array_equal(quantize(img, bits, block=64 * 27), one_pass)
 
 
 # ----------------------------------------------------------------- the app

@@ -2,10 +2,16 @@
 
 from ailut_jax.ops._native import native_available
 from ailut_jax.ops.reference import uniform_vertices
-from ailut_jax.ops.transform import ailut_transform, identity_lut, lut_transform
+from ailut_jax.ops.transform import (
+    ailut_transform,
+    identity_at_vertices,
+    identity_lut,
+    lut_transform,
+)
 
 __all__ = [
     "ailut_transform",
+    "identity_at_vertices",
     "identity_lut",
     "lut_transform",
     "native_available",

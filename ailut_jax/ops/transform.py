@@ -203,11 +203,27 @@ def lut_transform(img, lut, *, impl: str = "auto"):
     return fn(img, lut)
 
 
+def identity_at_vertices(vertices: np.ndarray) -> np.ndarray:
+    """The ``(3, D, D, D)`` LUT that the AiLUT transform at ``vertices`` maps to the identity.
+
+    Entry ``[c, b, g, r]`` is the coordinate of its own lattice point in channel ``c``:
+    ``vertices[0, r]``, ``vertices[1, g]`` or ``vertices[2, b]``. Interpolating these values
+    between the vertices gives back the input colour, so blending a predicted LUT with this
+    one (same vertices) blends the enhanced image with the input.
+    """
+    vertices = np.asarray(vertices)
+    d = vertices.shape[-1]
+    r = np.broadcast_to(vertices[0][None, None, :], (d, d, d))
+    g = np.broadcast_to(vertices[1][None, :, None], (d, d, d))
+    b = np.broadcast_to(vertices[2][:, None, None], (d, d, d))
+    return np.stack([r, g, b]).astype(vertices.dtype)
+
+
 @functools.cache
 def identity_lut(d: int, dtype=np.float32) -> np.ndarray:
-    """The ``(3, d, d, d)`` identity LUT: ``lut[0,b,g,r] = r/(d-1)``, G and B likewise."""
+    """The ``(3, d, d, d)`` identity LUT: ``lut[0,b,g,r] = r/(d-1)``, G and B likewise
+    (:func:`identity_at_vertices` on the uniform grid)."""
     grid = np.arange(d, dtype=np.float64) / (d - 1)
-    b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
-    lut = np.stack([r, g, b]).astype(dtype)
+    lut = identity_at_vertices(np.stack([grid, grid, grid])).astype(dtype)
     lut.setflags(write=False)
     return lut

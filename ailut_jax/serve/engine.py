@@ -36,6 +36,7 @@ from ailut_jax.enhance import Enhancer
 from ailut_jax.export_cube import resample_lut
 from ailut_jax.imageio import quantize, read_image_raw, to_float
 from ailut_jax.models import apply_lut
+from ailut_jax.ops import identity_at_vertices
 
 # A 50-megapixel photo needs about 1.5 GB of working memory (its pixels as float32 in and
 # out, plus the decoded file); larger ones are refused before they are decoded.
@@ -60,22 +61,6 @@ class PhotoError(ValueError):
 
 
 # ------------------------------------------------------------------------ the strength
-
-
-def identity_at_vertices(vertices: np.ndarray) -> np.ndarray:
-    """The ``(3, D, D, D)`` LUT that the AiLUT transform at ``vertices`` maps to the identity.
-
-    Entry ``[c, b, g, r]`` is the coordinate of its own lattice point in channel ``c``:
-    ``vertices[0, r]``, ``vertices[1, g]`` or ``vertices[2, b]``. Interpolating these values
-    between the vertices gives back the input colour, so blending a predicted LUT with this
-    one (same vertices) blends the enhanced image with the input.
-    """
-    vertices = np.asarray(vertices)
-    d = vertices.shape[-1]
-    r = np.broadcast_to(vertices[0][None, None, :], (d, d, d))
-    g = np.broadcast_to(vertices[1][None, :, None], (d, d, d))
-    b = np.broadcast_to(vertices[2][:, None, None], (d, d, d))
-    return np.stack([r, g, b]).astype(vertices.dtype)
 
 
 def blend_lut(lut: np.ndarray, vertices: np.ndarray, strength: float) -> np.ndarray:
@@ -135,15 +120,6 @@ def check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def quantize_rows(img: np.ndarray, bit_depth: int, rows: int = 256) -> np.ndarray:
-    """:func:`~ailut_jax.imageio.quantize` a few rows at a time: the same integers, without
-    its float64 copy of a whole 24-megapixel image (600 MB)."""
-    out = np.empty(img.shape, np.uint8 if bit_depth == 8 else np.uint16)
-    for top in range(0, img.shape[0], rows):
-        out[top : top + rows] = quantize(img[top : top + rows], bit_depth)
-    return out
-
-
 def encode_png(img: np.ndarray, bit_depth: int) -> bytes:
     """``round(clip(img, 0, 1) * max)`` as PNG bytes, 8 or 16 bit (what ``ailut enhance`` writes).
 
@@ -151,7 +127,7 @@ def encode_png(img: np.ndarray, bit_depth: int) -> bytes:
     quarter of the time (1.0 s against 4.1 s here) for a file 17 % larger; the pixels are
     the same at any level.
     """
-    arr = quantize_rows(img, bit_depth)
+    arr = quantize(img, bit_depth)
     if bit_depth == 16:
         ok, buf = cv2.imencode(
             ".png", np.ascontiguousarray(arr[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1]
