@@ -62,12 +62,19 @@ _shapes_seen: set[tuple[int, ...]] = set()
 MAX_CACHED_SHAPES = 32
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere (looked up once: ``find_library`` runs
+    a subprocess)."""
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
 def _release_compiled_shapes() -> None:
     """Empty JAX's compilation caches and hand the freed memory back to the system."""
     jax.clear_caches()
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    trim = _malloc_trim()
     if trim is not None:  # glibc: freed executables go back to the OS, not a free list
         trim(0)
     _shapes_seen.clear()
