@@ -1,18 +1,20 @@
 """Benchmark the AiLUT transform: native FFI op vs the jitted pure-JAX reference.
 
 Forward and forward+backward (``jax.value_and_grad`` of an MSE loss: the forward output
-and the gradients for img, lut and vertices) at 854x480 and 3840x2160, D = 33, batch 1,
-median of N timed runs after warm-up. The image is a real
-photo resized to each size (or uniform noise with --input noise); the LUT is an
-identity plus noise and the vertices are non-uniform. Prints a table and writes JSON.
+and the gradients for img, lut and vertices) at 854x480, 1920x1080 and 3840x2160, D = 33,
+batch 1, median of N timed runs after warm-up. The image is a real photo resized to each
+size (or uniform noise with --input noise); the LUT is an identity plus noise and the
+vertices are non-uniform. Prints a table and writes JSON.
 
 Per size it also reports how far the native op is from the machine's limits, measured
 in the same run: ns per pixel per core (wall time x the op's threads / pixels), and the
 forward's achieved memory bandwidth (image read + output written, over its wall time)
 against a plain numpy copy of the same bytes (one thread, into a preallocated buffer)
 and against XLA's `2x + 1` on the image (allocation and first-touch included, like the
-op's output). With --simd-compare (default) the native forward is timed again in a
-subprocess with AILUT_SIMD=off, the scalar path (see xla_ffi/ailut_simd.h).
+op's output), and the forward against a plain numpy implementation (``numpy_forward``,
+checked against the op's output first; --no-numpy skips it). With --simd-compare
+(default) the native forward is timed again in a subprocess with AILUT_SIMD=off, the
+scalar path (see xla_ffi/ailut_simd.h).
 
     python benchmarks/bench_transform.py [--repeats 7] [--out benchmarks/results/transform.json]
 """
@@ -35,7 +37,49 @@ from _common import median_ms, save_results
 from ailut_jax import ailut_transform, native_available
 from ailut_jax.ops import _native
 
-SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
+SIZES = {"480p": (480, 854), "1080p": (1080, 1920), "4K": (2160, 3840)}
+
+
+def numpy_forward(img: np.ndarray, lut: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """A plain numpy AiLUT forward (one image, float32, the semantics of
+    docs/transform.md for sorted vertices): the baseline the native op is compared with.
+    Vectorised over pixels: ``np.searchsorted`` per channel, then the 8 corners gathered
+    with fancy indexing and blended."""
+    d = lut.shape[-1]
+    pix = img.reshape(-1, 3)
+    k, t = [], []
+    for c in range(3):
+        v = vertices[c]
+        kc = np.clip(np.searchsorted(v, pix[:, c], side="left") - 1, 0, d - 2)
+        v0 = v[kc]
+        k.append(kc)
+        t.append((pix[:, c] - v0) / (v[kc + 1] - v0 + np.float32(1e-10)))
+    flat = lut.reshape(3, -1)
+    base = (k[2] * d + k[1]) * d + k[0]
+    out = np.zeros_like(pix)
+    for corner in range(8):
+        bits = [(corner >> a) & 1 for a in range(3)]  # red, green, blue steps
+        w = np.ones_like(t[0])
+        for a in range(3):
+            w = w * (t[a] if bits[a] else 1 - t[a])
+        entry = flat[:, base + bits[2] * d * d + bits[1] * d + bits[0]]
+        out += w[:, None] * entry.T
+    return out.reshape(img.shape)
+
+
+def numpy_forward_ms(inputs, repeats: int, native_out: np.ndarray) -> float:
+    """Median ms of :func:`numpy_forward` on the benchmark's inputs, after checking that
+    it computes what the native op does."""
+    img, lut, vertices = (np.asarray(x)[0] for x in inputs)
+    out = numpy_forward(img, lut, vertices)
+    err = float(np.max(np.abs(out - native_out[0])))
+    assert err < 1e-4, f"numpy baseline disagrees with the native op by {err}"
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        numpy_forward(img, lut, vertices)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
 
 
 def photo(h: int, w: int) -> np.ndarray:
@@ -121,6 +165,12 @@ def main() -> None:
         default=True,
         help="also time the native forward with AILUT_SIMD=off (a subprocess)",
     )
+    parser.add_argument(
+        "--numpy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time a plain numpy forward (numpy_forward) at each size",
+    )
     parser.add_argument("--native-forward-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not native_available():
@@ -158,6 +208,10 @@ def main() -> None:
                 impl: median_ms(build(impl, mode), inputs, args.repeats)
                 for impl in ("ffi", "reference")
             }
+            numpy_ms = None
+            if mode == "forward" and args.numpy:
+                native_out = np.asarray(build("ffi", "forward")(*inputs))
+                numpy_ms = numpy_forward_ms(inputs, min(args.repeats, 3), native_out)
             rows.append(
                 {
                     "size": size,
@@ -169,13 +223,18 @@ def main() -> None:
                     "speedup": ms["reference"] / ms["ffi"],
                     "elementwise_floor_ms": floor_ms,
                     "ns_per_pixel_per_core": ms["ffi"] * 1e6 * threads / (h * w),
+                    "numpy_ms": numpy_ms,
+                    "numpy_ratio": None if numpy_ms is None else numpy_ms / ms["ffi"],
                 }
             )
             r = rows[-1]
+            extra = (
+                "" if numpy_ms is None else f"   numpy {numpy_ms:.1f} ms x{r['numpy_ratio']:.1f}"
+            )
             print(
-                f"  {size:>4} {mode:<17} native {r['native_ms']:9.2f} ms   reference "
+                f"  {size:>5} {mode:<17} native {r['native_ms']:9.2f} ms   reference "
                 f"{r['reference_ms']:9.2f} ms   x{r['speedup']:.1f}   "
-                f"{r['ns_per_pixel_per_core']:.1f} ns/pixel/core",
+                f"{r['ns_per_pixel_per_core']:.1f} ns/pixel/core{extra}",
                 flush=True,
             )
         fwd = rows[-2]
@@ -201,14 +260,19 @@ def main() -> None:
     print()
     print(
         "| size | pass | native (ms) | ns/pixel/core | jitted reference (ms) | speed-up "
-        "| `2x+1` floor (ms) |"
+        "| plain numpy (ms) | vs numpy | `2x+1` floor (ms) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        np_cols = (
+            "| | |"
+            if r["numpy_ms"] is None
+            else f"| {r['numpy_ms']:.1f} | {r['numpy_ratio']:.1f}x |"
+        )
         print(
             f"| {r['size']} ({r['width']}x{r['height']}) | {r['mode']} | {r['native_ms']:.2f} | "
             f"{r['ns_per_pixel_per_core']:.1f} | {r['reference_ms']:.2f} | "
-            f"{r['speedup']:.1f}x | {r['elementwise_floor_ms']:.2f} |"
+            f"{r['speedup']:.1f}x {np_cols} {r['elementwise_floor_ms']:.2f} |"
         )
     print()
     print(

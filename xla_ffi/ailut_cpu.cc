@@ -13,6 +13,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -63,6 +64,62 @@ void advise_huge_pages(void* data, size_t bytes) {
   (void)bytes;
 #endif
 }
+
+// The backward's float64 partial sums are kept between calls: a fresh buffer costs its
+// page faults on every call (~37 MB and ~5 ms for a 4K image, every training step). One
+// buffer is kept, the largest handed back, at most kMaxPartialBytes plus one image's
+// partials (plan_backward's bound), so the memory held is bounded; a call that finds
+// it taken (another call running) allocates its own.
+class PartialsCache {
+ public:
+  struct Buffer {
+    std::unique_ptr<double[]> data;
+    size_t size = 0;
+  };
+
+  Buffer take(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (kept_.size >= n) {
+        Buffer b = std::move(kept_);
+        kept_.size = 0;
+        return b;
+      }
+    }
+    Buffer b;
+    b.data.reset(new double[n]);
+    b.size = n;
+    advise_huge_pages(b.data.get(), n * sizeof(double));
+    return b;
+  }
+
+  void give_back(Buffer b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (b.size > kept_.size) kept_ = std::move(b);
+  }
+
+ private:
+  std::mutex mu_;
+  Buffer kept_;
+};
+
+PartialsCache& partials_cache() {
+  static PartialsCache* cache = new PartialsCache();  // never destroyed: no exit-order issues
+  return *cache;
+}
+
+// Takes a buffer of at least n doubles from the cache and hands it back when destroyed.
+class CachedPartials {
+ public:
+  explicit CachedPartials(size_t n) : buf_(partials_cache().take(n)) {}
+  ~CachedPartials() { partials_cache().give_back(std::move(buf_)); }
+  CachedPartials(const CachedPartials&) = delete;
+  CachedPartials& operator=(const CachedPartials&) = delete;
+  double* get() const { return buf_.data.get(); }
+
+ private:
+  PartialsCache::Buffer buf_;
+};
 
 // ---------------------------------------------------------------- locating cells
 
@@ -264,6 +321,35 @@ inline int64_t forward_simd(const float* img, float* out, const float* lut, int 
 }
 #endif
 
+// Backward of a prefix of [begin, end) with SIMD into one slice's partials; returns the
+// number of pixels done (a multiple of 8). Generic version: none, the scalar loop does all.
+template <bool kVertexGrad, typename T, typename View>
+int64_t backward_simd(const T*, const T*, const T*, int, int64_t, int64_t, const View&, int64_t,
+                      int64_t, T*, double*, double*) {
+  return 0;
+}
+
+#if defined(AILUT_HAVE_AVX2)
+template <bool kVertexGrad>
+int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
+                      int64_t chan_stride, int64_t d, const UniformView<float>& view,
+                      int64_t begin, int64_t end, float* d_img, double* d_lut, double* d_vert) {
+  return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
+                                      static_cast<int>(d), avx2::Uniform8{view.d}, begin, end,
+                                      d_img, d_lut, d_vert);
+}
+
+template <bool kVertexGrad>
+int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
+                      int64_t chan_stride, int64_t d, const SortedView<float>& view,
+                      int64_t begin, int64_t end, float* d_img, double* d_lut, double* d_vert) {
+  const avx2::Sorted8 locate{view.v, view.padded_rows, view.buckets, kBuckets, view.d, view.padded};
+  return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
+                                      static_cast<int>(d), locate, begin, end, d_img, d_lut,
+                                      d_vert);
+}
+#endif
+
 // ---------------------------------------------------------------- forward
 
 template <typename T, typename View>
@@ -454,10 +540,10 @@ void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* i
   const bool packed = use_packed(p);
   const BackwardPlan plan = plan_backward(p);
   const int64_t S = plan.slices;
+  const bool simd = simd_path() != Simd::kScalar && 4 * d3 <= std::numeric_limits<int32_t>::max();
   // Uninitialised: each slice zeroes its own partials, in parallel.
-  std::unique_ptr<double[]> lut_part(new double[plan.group * S * plan.part]);
+  CachedPartials lut_part(static_cast<size_t>(plan.group * S * plan.part));
   std::unique_ptr<double[]> vert_part(new double[plan.group * S * plan.vert]);
-  advise_huge_pages(lut_part.get(), plan.group * S * plan.part * sizeof(double));
   std::vector<T> packed_luts(packed ? static_cast<size_t>(plan.group * 4 * d3) : 0);
   // Packed partials hold entry (c, idx) at 4 * idx + c; plain ones at c * d3 + idx.
   const int64_t lanes = packed ? 4 : 1;
@@ -482,14 +568,19 @@ void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* i
       const int64_t end = p.pixels * (s + 1) / S;
       const int64_t off = b * p.pixels;
       rows[b].dispatch([&](auto view) {
+        const T* l = packed ? &packed_luts[e * 4 * d3] : lut + b * lut_size;
+        int64_t from = begin;
+        if (simd) {
+          from += backward_simd<kVertexGrad>(g_out + 3 * off, img + 3 * off, l, packed ? 4 : 1,
+                                             packed ? 1 : d3, p.d, view, begin, end,
+                                             d_img + 3 * off, lp, vp);
+        }
         if (packed) {
           backward_pixels_packed<T, decltype(view), kVertexGrad>(
-              g_out + 3 * off, img + 3 * off, &packed_luts[e * 4 * d3], p.d, view, begin, end,
-              d_img + 3 * off, lp, vp);
+              g_out + 3 * off, img + 3 * off, l, p.d, view, from, end, d_img + 3 * off, lp, vp);
         } else {
-          backward_pixels<T, decltype(view), kVertexGrad>(g_out + 3 * off, img + 3 * off,
-                                                          lut + b * lut_size, p.d, view, begin, end,
-                                                          d_img + 3 * off, lp, vp);
+          backward_pixels<T, decltype(view), kVertexGrad>(g_out + 3 * off, img + 3 * off, l, p.d,
+                                                          view, from, end, d_img + 3 * off, lp, vp);
         }
       });
     });

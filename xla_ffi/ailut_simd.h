@@ -29,8 +29,9 @@ namespace ailut {
 namespace avx2 {
 
 struct Pos8 {
-  __m256i k;  // cell index per lane, in [0, D-2]
-  __m256 t;   // fraction inside the cell
+  __m256i k;     // cell index per lane, in [0, D-2]
+  __m256 t;      // fraction inside the cell
+  __m256 denom;  // v[k+1] - v[k] + eps (the backward's d t / d x = 1 / denom)
 };
 
 AILUT_AVX2 __m256 set_f(float x) { return _mm256_set1_ps(x); }
@@ -41,7 +42,7 @@ AILUT_AVX2 Pos8 from_cell(const float* row, __m256i k, __m256 x) {
   const __m256 v0 = _mm256_i32gather_ps(row, k, 4);
   const __m256 v1 = _mm256_i32gather_ps(row + 1, k, 4);
   const __m256 denom = _mm256_add_ps(_mm256_sub_ps(v1, v0), set_f(eps<float>()));
-  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom)};
+  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom), denom};
 }
 
 // clamp_cell: k = lb - 1, then k < 0 -> 0, then k > d - 2 -> d - 2.
@@ -73,7 +74,7 @@ AILUT_AVX2 Pos8 locate_uniform8(int d, __m256 x) {
   const __m256 v0 = _mm256_div_ps(_mm256_cvtepi32_ps(k), scale);
   const __m256 v1 = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(k, set_i(1))), scale);
   const __m256 denom = _mm256_add_ps(_mm256_sub_ps(v1, v0), set_f(eps<float>()));
-  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom)};
+  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom), denom};
 }
 
 // SortedView for 8 lanes: in [0, 1) the bucket start and a forward scan (lanes advance
@@ -252,6 +253,115 @@ AILUT_AVX2_ENTRY int64_t forward8(const float* __restrict img, float* __restrict
     } else {
       blend8(lut, entry_stride, chan_stride, off, d, r, g, b, y);
       store_rgb8(out + 3 * i0, y);
+    }
+  }
+  return 8 * n;
+}
+
+// Backward of pixels [begin, begin + 8 * n) into one slice's float64 partial sums (see
+// backward_all in ailut_cpu.cc); returns the number of pixels done. Each lane performs
+// pixel_backward() and axis_grads() in their order: the corner weights; per channel c
+// the red, green and blue differences of the 8 corner values, weighted and summed from
+// zero in corner order; G[axis] summed over c = 0, 1, 2 from zero; then g = G / denom,
+// d x = g, d v0 = -g * (1 - t), d v1 = -g * t. The scatters into the partials stay one
+// pixel after another in pixel order, each value the float32 product (or gradient)
+// converted to float64, so every partial receives the same additions in the same order
+// as on the scalar path: the gradients are bit-identical to it. The partials use the
+// LUT's layout: entry (c, j) at c * chan_stride + j * entry_stride.
+template <bool kVertexGrad, typename Locate>
+AILUT_AVX2_ENTRY int64_t backward8(const float* __restrict g_out, const float* __restrict img,
+                                   const float* __restrict lut, int entry_stride,
+                                   int64_t chan_stride, int d, const Locate locate, int64_t begin,
+                                   int64_t end, float* __restrict d_img, double* __restrict d_lut,
+                                   double* __restrict d_vert) {
+  int off[8];
+  for (int k = 0; k < 8; ++k) {
+    off[k] = entry_stride * static_cast<int>(corner_offset(k, d));
+  }
+  const __m256 one = set_f(1.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 sign = set_f(-0.0f);
+  const int64_t n = (end - begin) / 8;
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t i0 = begin + 8 * s;
+    __m256 x[3], go[3];
+    load_rgb8(img + 3 * i0, x);
+    load_rgb8(g_out + 3 * i0, go);
+    const Pos8 pos[3] = {locate(0, x[0]), locate(1, x[1]), locate(2, x[2])};
+    const __m256i base = _mm256_mullo_epi32(
+        _mm256_add_epi32(_mm256_mullo_epi32(
+                             _mm256_add_epi32(_mm256_mullo_epi32(pos[2].k, set_i(d)), pos[1].k),
+                             set_i(d)),
+                         pos[0].k),
+        set_i(entry_stride));
+    const __m256 wr[2] = {_mm256_sub_ps(one, pos[0].t), pos[0].t};
+    const __m256 wg[2] = {_mm256_sub_ps(one, pos[1].t), pos[1].t};
+    const __m256 wb[2] = {_mm256_sub_ps(one, pos[2].t), pos[2].t};
+    alignas(32) float w[8][8];
+    __m256i idx[8];
+    for (int k = 0; k < 8; ++k) {
+      _mm256_store_ps(w[k],
+                      _mm256_mul_ps(_mm256_mul_ps(wr[k & 1], wg[(k >> 1) & 1]), wb[(k >> 2) & 1]));
+      idx[k] = _mm256_add_epi32(base, set_i(off[k]));
+    }
+    __m256 G[3] = {zero, zero, zero};
+    for (int c = 0; c < 3; ++c) {
+      const float* l = lut + c * chan_stride;
+      __m256 v[8];
+      for (int k = 0; k < 8; ++k) v[k] = _mm256_i32gather_ps(l, idx[k], 4);
+      __m256 dr = zero, dg = zero, db = zero;
+      for (int k = 0; k < 8; k += 2) {
+        const __m256 wt = _mm256_mul_ps(wg[(k >> 1) & 1], wb[(k >> 2) & 1]);
+        dr = _mm256_add_ps(dr, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 1], v[k])));
+      }
+      for (int k = 0; k < 8; ++k) {
+        if ((k >> 1) & 1) continue;
+        const __m256 wt = _mm256_mul_ps(wr[k & 1], wb[(k >> 2) & 1]);
+        dg = _mm256_add_ps(dg, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 2], v[k])));
+      }
+      for (int k = 0; k < 4; ++k) {
+        const __m256 wt = _mm256_mul_ps(wr[k & 1], wg[(k >> 1) & 1]);
+        db = _mm256_add_ps(db, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 4], v[k])));
+      }
+      G[0] = _mm256_add_ps(G[0], _mm256_mul_ps(go[c], dr));
+      G[1] = _mm256_add_ps(G[1], _mm256_mul_ps(go[c], dg));
+      G[2] = _mm256_add_ps(G[2], _mm256_mul_ps(go[c], db));
+    }
+    __m256 dx[3];
+    alignas(32) float dv0[3][8], dv1[3][8], gc[3][8];
+    alignas(32) int kc[3][8], at[8];
+    for (int c = 0; c < 3; ++c) {
+      dx[c] = _mm256_div_ps(G[c], pos[c].denom);
+      const __m256 neg = _mm256_xor_ps(dx[c], sign);
+      _mm256_store_ps(dv0[c], _mm256_mul_ps(neg, _mm256_sub_ps(one, pos[c].t)));
+      _mm256_store_ps(dv1[c], _mm256_mul_ps(neg, pos[c].t));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(kc[c]), pos[c].k);
+      _mm256_store_ps(gc[c], go[c]);
+    }
+    store_rgb8(d_img + 3 * i0, dx);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(at), base);
+    for (int j = 0; j < 8; ++j) {
+      if (entry_stride == 4) {
+        const __m128 g4 = _mm_setr_ps(gc[0][j], gc[1][j], gc[2][j], 0.0f);
+        double* p = d_lut + at[j];
+        for (int k = 0; k < 8; ++k) {
+          double* dst = p + off[k];
+          const __m256d add = _mm256_cvtps_pd(_mm_mul_ps(g4, _mm_set1_ps(w[k][j])));
+          _mm256_storeu_pd(dst, _mm256_add_pd(_mm256_loadu_pd(dst), add));
+        }
+      } else {
+        for (int c = 0; c < 3; ++c) {
+          double* p = d_lut + c * chan_stride + at[j];
+          for (int k = 0; k < 8; ++k) p[off[k]] += static_cast<double>(gc[c][j] * w[k][j]);
+        }
+      }
+      if (kVertexGrad) {
+        for (int c = 0; c < 3; ++c) {
+          double* dv = d_vert + c * d + kc[c][j];
+          dv[0] += static_cast<double>(dv0[c][j]);
+          dv[1] += static_cast<double>(dv1[c][j]);
+        }
+      }
     }
   }
   return 8 * n;
