@@ -332,8 +332,8 @@ int64_t backward_simd(const T*, const T*, const T*, int, int64_t, int64_t, const
 #if defined(AILUT_HAVE_AVX2)
 template <bool kVertexGrad>
 int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
-                      int64_t chan_stride, int64_t d, const UniformView<float>& view,
-                      int64_t begin, int64_t end, float* d_img, double* d_lut, double* d_vert) {
+                      int64_t chan_stride, int64_t d, const UniformView<float>& view, int64_t begin,
+                      int64_t end, float* d_img, double* d_lut, double* d_vert) {
   return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
                                       static_cast<int>(d), avx2::Uniform8{view.d}, begin, end,
                                       d_img, d_lut, d_vert);
@@ -341,8 +341,8 @@ int64_t backward_simd(const float* g_out, const float* img, const float* lut, in
 
 template <bool kVertexGrad>
 int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
-                      int64_t chan_stride, int64_t d, const SortedView<float>& view,
-                      int64_t begin, int64_t end, float* d_img, double* d_lut, double* d_vert) {
+                      int64_t chan_stride, int64_t d, const SortedView<float>& view, int64_t begin,
+                      int64_t end, float* d_img, double* d_lut, double* d_vert) {
   const avx2::Sorted8 locate{view.v, view.padded_rows, view.buckets, kBuckets, view.d, view.padded};
   return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
                                       static_cast<int>(d), locate, begin, end, d_img, d_lut,

@@ -289,10 +289,10 @@ AILUT_AVX2_ENTRY int64_t backward8(const float* __restrict g_out, const float* _
     load_rgb8(g_out + 3 * i0, go);
     const Pos8 pos[3] = {locate(0, x[0]), locate(1, x[1]), locate(2, x[2])};
     const __m256i base = _mm256_mullo_epi32(
-        _mm256_add_epi32(_mm256_mullo_epi32(
-                             _mm256_add_epi32(_mm256_mullo_epi32(pos[2].k, set_i(d)), pos[1].k),
-                             set_i(d)),
-                         pos[0].k),
+        _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(pos[2].k, set_i(d)), pos[1].k),
+                               set_i(d)),
+            pos[0].k),
         set_i(entry_stride));
     const __m256 wr[2] = {_mm256_sub_ps(one, pos[0].t), pos[0].t};
     const __m256 wg[2] = {_mm256_sub_ps(one, pos[1].t), pos[1].t};
