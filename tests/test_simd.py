@@ -1,17 +1,19 @@
-"""The CPU forward's SIMD path (AVX2, 8 pixels per step) against its scalar path.
+"""The CPU SIMD path (AVX2, 8 pixels per step) against the scalar path, forward and
+backward.
 
 Two subprocesses run this file's __main__ block on the same cases, one with the default
-dispatch (AVX2 where the CPU has it) and one with ``AILUT_SIMD=off``; every output that
-is not NaN must be bit-identical (compared as integers, so signed zeros count too) and
-NaN must come out at exactly the same places. The sign and payload bits of a NaN are
-not compared: IEEE 754 leaves them open, x86 propagates the first operand's NaN or
-makes a negative default one, and the compiler is free to commute the operands of a
-product in the scalar code, so they are not a property of the arithmetic.
-Each subprocess computes every case with 1 and 3 threads and checks those agree bit for
-bit as well. The cases cover a smooth photo-like image, noise, hostile pixels (NaN,
-+-inf, -0.0, huge, subnormal, exact vertex values, 1.0 and the float just below), odd
-widths and batches (runs that start and end off an 8-pixel boundary, so both tails
-run), the plain and the packed LUT layouts, D from 2 to 64, the uniform grid
+dispatch (AVX2 where the CPU has it) and one with ``AILUT_SIMD=off``; each computes the
+forward output and, for a fixed cotangent, the gradients for the image, the LUT and the
+vertices. Every value that is not NaN must be bit-identical (compared as integers, so
+signed zeros count too) and NaN must come out at exactly the same places. The sign and
+payload bits of a NaN are not compared: IEEE 754 leaves them open, x86 propagates the
+first operand's NaN or makes a negative default one, and the compiler is free to commute
+the operands of a product in the scalar code, so they are not a property of the
+arithmetic. Each subprocess computes every case with 1 and 3 threads and checks those
+agree bit for bit as well. The cases cover a smooth photo-like image, noise, hostile
+pixels (NaN, +-inf, -0.0, huge, subnormal, exact vertex values, 1.0 and the float just
+below), odd widths and batches (runs that start and end off an 8-pixel boundary, so both
+tails run), the plain and the packed LUT layouts, D from 2 to 64, the uniform grid
 (``lut_transform``) and adaptive vertices: sorted, with duplicates, beyond [0, 1], and
 the unsorted / NaN rows that stay on the scalar search.
 

@@ -272,10 +272,10 @@ inline void packed_offsets(int64_t d, int64_t off[8]) {
 
 // ---------------------------------------------------------------- SIMD dispatch
 //
-// The forward runs 8 pixels per step with AVX2 (ailut_simd.h) where the CPU has it, for
-// float32 rows with uniform or sorted vertices; the scalar loops do the rest (tails,
-// float64, unsorted or NaN vertices). AILUT_SIMD=off (or 0, scalar) forces the scalar
-// path. Both paths give bit-identical outputs (tests/test_simd.py).
+// The forward and the backward run 8 pixels per step with AVX2 (ailut_simd.h) where the
+// CPU has it, for float32 rows with uniform or sorted vertices; the scalar loops do the
+// rest (tails, float64, unsorted or NaN vertices). AILUT_SIMD=off (or 0, scalar) forces
+// the scalar path. Both paths give bit-identical outputs and gradients (tests/test_simd.py).
 
 enum class Simd { kScalar, kAvx2 };
 
@@ -785,8 +785,8 @@ NB_MODULE(_ailut_cpu, m) {
       "Replace the worker pool by one of n threads (n <= 0: the configured size). For tests.");
   m.def(
       "simd_path", [] { return ailut::simd_path() == ailut::Simd::kAvx2 ? "avx2" : "scalar"; },
-      "The forward's pixel loop in use: 'avx2' (8 float32 pixels per step, chosen when the CPU "
-      "has AVX2) or 'scalar' (other CPUs, or AILUT_SIMD=off).");
+      "The pixel loop in use (forward and backward): 'avx2' (8 float32 pixels per step, chosen "
+      "when the CPU has AVX2) or 'scalar' (other CPUs, or AILUT_SIMD=off).");
   m.def(
       "backward_slices",
       [](int64_t batch, int64_t pixels, int64_t d) {

@@ -1,4 +1,4 @@
-// The CPU forward vectorised across pixels: 8 float32 pixels per step with AVX2
+// The CPU forward and backward vectorised across pixels: 8 float32 pixels per step with AVX2
 // gathers, compiled for AVX2 only inside this header (target attribute) and chosen at
 // run time (simd_path() in ailut_cpu.cc), so the module still runs on CPUs without it.
 //
@@ -11,7 +11,9 @@
 // Bounds: every gather index is a cell index already clamped to [0, D-2] (plus a corner
 // offset), a bucket index in [0, kBuckets) of an in-range lane (0 for the others), a
 // search index < padded, or a scan index masked to lb < D; never out of range whatever
-// the pixel values. Indices are int32: callers use this path only when 4 * D^3 fits.
+// the pixel values. The backward's scatters use the same clamped cells: LUT partial
+// entries base + corner offset and vertex entries k, k + 1 <= D - 1. Indices are int32:
+// callers use this path only when 4 * D^3 fits.
 #pragma once
 
 #include <cstdint>
