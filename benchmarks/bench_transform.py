@@ -13,8 +13,9 @@ against a plain numpy copy of the same bytes (one thread, into a preallocated bu
 and against XLA's `2x + 1` on the image (allocation and first-touch included, like the
 op's output), and the forward against a plain numpy implementation (``numpy_forward``,
 checked against the op's output first; --no-numpy skips it). With --simd-compare
-(default) the native forward is timed again in a subprocess with AILUT_SIMD=off, the
-scalar path (see xla_ffi/ailut_simd.h).
+(default) the native forward is timed again in subprocesses on the other paths this CPU
+can run: AILUT_SIMD=off (the scalar loop) and, where the default is AVX-512,
+AILUT_SIMD=avx2 (see xla_ffi/ailut_simd.h).
 
     python benchmarks/bench_transform.py [--repeats 7] [--out benchmarks/results/transform.json]
 """
@@ -133,18 +134,18 @@ def copy_ms(src: np.ndarray, repeats: int) -> float:
     return float(np.median(times)) * 1e3
 
 
-def scalar_forward_ms(args) -> dict:
-    """The native forward's ms per size with AILUT_SIMD=off, from a subprocess."""
+def path_forward_ms(args, simd: str) -> dict:
+    """The native forward's ms per size with AILUT_SIMD=simd, from a subprocess; returns
+    ({size: ms}, the path the module chose)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "scalar.json")
+        out = os.path.join(tmp, f"{simd}.json")
         cmd = [sys.executable, __file__, "--native-forward-only", "--out", out]
         cmd += ["--repeats", str(args.repeats), "--d", str(args.d), "--input", args.input]
         cmd += ["--sizes", *args.sizes]
-        subprocess.run(cmd, env={**os.environ, "AILUT_SIMD": "off"}, check=True)
+        subprocess.run(cmd, env={**os.environ, "AILUT_SIMD": simd}, check=True)
         with open(out) as f:
             data = json.load(f)
-    assert data["meta"]["simd_path"] == "scalar", data["meta"]
-    return {r["size"]: r["native_ms"] for r in data["results"]}
+    return {r["size"]: r["native_ms"] for r in data["results"]}, data["meta"]["simd_path"]
 
 
 def main() -> None:
@@ -163,7 +164,8 @@ def main() -> None:
         "--simd-compare",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time the native forward with AILUT_SIMD=off (a subprocess)",
+        help="also time the native forward with AILUT_SIMD=off and, where the default is "
+        "AVX-512, AILUT_SIMD=avx2 (subprocesses)",
     )
     parser.add_argument(
         "--numpy",
@@ -251,11 +253,15 @@ def main() -> None:
             }
         )
 
-    if args.simd_compare:
-        scalar = scalar_forward_ms(args)
-        for lim in limits:
-            lim["scalar_forward_ms"] = scalar[lim["size"]]
-            lim["simd_speedup"] = scalar[lim["size"]] / lim["forward_ms"]
+    # The other paths this CPU can run: the scalar loop, and AVX2 where the default is AVX-512.
+    others = {"scalar": "off", "avx2": "avx2"} if simd_path == "avx512" else {"scalar": "off"}
+    if args.simd_compare and simd_path != "scalar":
+        for name, value in others.items():
+            times, chosen = path_forward_ms(args, value)
+            assert chosen == name, (name, chosen)
+            for lim in limits:
+                lim[f"{name}_forward_ms"] = times[lim["size"]]
+                lim[f"{simd_path}_speedup_over_{name}"] = times[lim["size"]] / lim["forward_ms"]
 
     print()
     print(
@@ -281,8 +287,9 @@ def main() -> None:
     )
     head = "| size | MB moved | forward GB/s | numpy copy GB/s | XLA `2x+1` GB/s |"
     sep = "|---|---:|---:|---:|---:|"
-    if args.simd_compare:
-        head += " scalar forward (ms) | SIMD speed-up |"
+    compared = [n for n in others if f"{n}_forward_ms" in limits[0]] if limits else []
+    for name in compared:
+        head += f" {name} forward (ms) | {simd_path} speed-up |"
         sep += "---:|---:|"
     print(head)
     print(sep)
@@ -291,8 +298,9 @@ def main() -> None:
             f"| {lim['size']} | {lim['bytes'] / 1e6:.1f} | {lim['forward_gb_s']:.2f} | "
             f"{lim['numpy_copy_gb_s']:.2f} | {lim['xla_2x_plus_1_gb_s']:.2f} |"
         )
-        if args.simd_compare:
-            line += f" {lim['scalar_forward_ms']:.2f} | {lim['simd_speedup']:.2f}x |"
+        for name in compared:
+            speedup = lim[f"{simd_path}_speedup_over_{name}"]
+            line += f" {lim[f'{name}_forward_ms']:.2f} | {speedup:.2f}x |"
         print(line)
     out = save_results(
         args.out,

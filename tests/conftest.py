@@ -8,8 +8,9 @@ global flag, so float32 defaults elsewhere are untouched.
 Environment:
 
 - ``AILUT_REQUIRE_ALL=1`` (set by CI): a skipped test fails the run, except the CUDA
-  numerics (marker ``cuda``), which need a GPU. A green run has then run everything
-  else: the native module, the authors' checkpoints, torch, ffmpeg.
+  numerics (marker ``cuda``), which need a GPU, and the AVX-512 kernels' comparison
+  (marker ``avx512``), which needs a CPU with AVX-512F. A green run has then run
+  everything else: the native module, the authors' checkpoints, torch, ffmpeg.
 - ``AILUT_REQUIRE_NATIVE=1``: the native CPU module must be built (implied by the above).
 - ``AILUT_OFFICIAL_DIR``: where the authors' checkpoints and photo are (default
   ``../shared/official`` next to the repository); see ``_models.official_file``.
@@ -27,8 +28,9 @@ if os.environ.get("AILUT_TEST_GPU") != "1":
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 REQUIRE_ALL = os.environ.get("AILUT_REQUIRE_ALL") == "1"
-# Only these may skip under AILUT_REQUIRE_ALL=1: they need an NVIDIA GPU.
-ALLOWED_SKIP_MARKERS = ("cuda",)
+# Only these may skip under AILUT_REQUIRE_ALL=1: they need an NVIDIA GPU, or a CPU with
+# AVX-512F.
+ALLOWED_SKIP_MARKERS = ("cuda", "avx512")
 
 
 def pytest_sessionstart(session):

@@ -238,6 +238,41 @@ def test_edge_pixels_exactly_on_vertices_and_bounds(dtype):
 
 @requires_native
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bucket_edges_and_vertices_inside_buckets(dtype):
+    """The CPU op's search for sorted rows starts from a table of 1024 buckets of [0, 1)
+    and compares pixels with vertices only in buckets that hold one. Vertices on bucket
+    edges, inside buckets, three in one bucket and a duplicate; pixels on every bucket
+    edge, on every vertex and one ulp either side of each: the cells, outputs and
+    gradients are the reference's."""
+    buckets = 1024
+    row = np.sort(
+        np.concatenate(
+            [
+                [0.0, 1.0],
+                np.array([3, 100, 511, 512, 900]) / buckets,  # on bucket edges
+                (np.array([1, 7, 200, 700, 1023]) + 0.5) / buckets,  # inside buckets
+                (300 + np.array([0.1, 0.3, 0.6])) / buckets,  # three in one bucket
+                [40.25 / buckets] * 2,  # a duplicate
+            ]
+        )
+    )
+    d = row.size
+    verts = np.stack([row, row, np.linspace(0.0, 1.0, d)])[None].astype(dtype)
+    lut = random_lut(np.random.default_rng(12), (1,), d, dtype)
+    edges = (np.arange(buckets + 1) / buckets).astype(dtype)
+    pts = np.concatenate([edges, row.astype(dtype)])
+    lo, hi = dtype(-1), dtype(2)
+    vals = np.concatenate([pts, np.nextafter(pts, lo), np.nextafter(pts, hi)]).astype(dtype)
+    n = vals.size
+    w = 8 * (n // 48) + 3  # rows end off an 8-pixel boundary
+    vals = np.resize(vals, ((n + w - 1) // w) * w)
+    img = np.stack([vals, vals[::-1], np.roll(vals, n // 3)], -1).reshape(1, -1, w, 3)
+    with jax.enable_x64(dtype == np.float64):
+        assert_matches_reference(ailut_transform, (img, lut, verts), dtype)
+
+
+@requires_native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiny_intervals(dtype):
     """The smallest cells: 1e-9 wide in float64, one ulp wide in float32 (where v + 1e-9
     rounds back to v). The eps in the fraction keeps everything finite, and pixels in

@@ -38,15 +38,15 @@ from ailut_jax.ops import _native
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_has_avx2() -> bool:
+def cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return any(
-        line.startswith("flags") and "avx2" in line.split(":", 1)[1].split()
-        for line in text.splitlines()
-    )
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 pytestmark = [
@@ -55,7 +55,7 @@ pytestmark = [
         reason="the native CPU module is not built",
     ),
     pytest.mark.skipif(
-        not cpu_has_avx2(), reason="the CPU lacks AVX2: only the scalar path can run here"
+        "avx2" not in cpu_flags(), reason="the CPU lacks AVX2: only the scalar path can run here"
     ),
 ]
 
@@ -225,11 +225,37 @@ def run_path(tmp_path, name, simd):
     return dict(np.load(out))
 
 
-def test_simd_forward_and_backward_are_bit_identical_to_scalar(tmp_path):
-    simd = run_path(tmp_path, "simd", None)
-    scalar = run_path(tmp_path, "scalar", "off")
-    assert str(simd.pop("path")) == "avx2"
-    assert str(scalar.pop("path")) == "scalar"
+@pytest.fixture(scope="module")
+def scalar_results(tmp_path_factory):
+    results = run_path(tmp_path_factory.mktemp("scalar"), "scalar", "off")
+    assert str(results.pop("path")) == "scalar"
+    return results
+
+
+# (AILUT_SIMD value, the path it must select, the CPU flag that path needs)
+PATHS = [
+    pytest.param("avx2", "avx2", "avx2", id="avx2"),
+    pytest.param(
+        None,
+        "avx512",
+        "avx512f",
+        id="avx512",
+        # Allowed to skip in CI (tests/conftest.py): AVX-512 code cannot run on a CPU
+        # without it.
+        marks=pytest.mark.avx512,
+    ),
+]
+
+
+@pytest.mark.parametrize("env, path, flag", PATHS)
+def test_simd_forward_and_backward_are_bit_identical_to_scalar(
+    tmp_path, scalar_results, env, path, flag
+):
+    if flag not in cpu_flags():
+        pytest.skip(f"the CPU lacks {flag}: the {path} path cannot run here")
+    simd = run_path(tmp_path, path, env)
+    scalar = dict(scalar_results)
+    assert str(simd.pop("path")) == path
     assert simd.keys() == scalar.keys() and len(simd) > 400
     print(f"{len(simd)} arrays compared")
     nan_cases = nan_bits = 0

@@ -136,20 +136,37 @@ struct SearchView {  // any vertex values: the reference bisection
 // j / kBuckets are exact.
 constexpr int kBuckets = 1024;
 
+// A bucket's entry: the lower bound of its left edge (D <= 1024, ailut_shapes.h), plus
+// kBucketHasVertex when a vertex lies inside the bucket. Without one, every x in the
+// bucket has that same lower bound and no comparison is needed.
+constexpr uint16_t kBucketHasVertex = 0x8000;
+constexpr uint16_t kBucketBound = 0x7FFF;
+
+// Rows of at most kShortRow vertices (the authors' D = 33 and below) are also copied into
+// slots of kShortStride values (+inf after the row), which the AVX-512 path keeps in
+// registers (ailut_simd.h: avx512::locate_sorted_short).
+constexpr int kShortRow = 33;
+constexpr int kShortStride = 48;
+
 template <typename T>
 struct SortedView {  // sorted rows (no NaN): bucket start, then a short forward scan
   const T* v;
   const T* padded_rows;     // rows padded with +inf to `padded` entries
-  const uint16_t* buckets;  // buckets[c][j] = lower_bound(row c, j / kBuckets)
+  const uint16_t* buckets;  // buckets[c][j]: lower_bound(row c, j / kBuckets) and flag
+  const T* short_rows;      // D <= kShortRow: rows in kShortStride slots (SIMD), else null
   int d;
   int padded;
   AxisPos<T> operator()(int c, T x) const {
     const T* row = v + c * d;
     int lb;
     if (x >= T(0) && x < T(1)) {  // false for NaN
-      // j / kBuckets <= x, so the true lower bound is at or after buckets[c][j].
-      lb = buckets[c * kBuckets + static_cast<int>(x * T(kBuckets))];
-      while (lb < d && row[lb] < x) ++lb;
+      // j / kBuckets <= x, so the true lower bound is at or after the bucket's, and equal
+      // to it when no vertex lies inside the bucket.
+      const uint16_t e = buckets[c * kBuckets + static_cast<int>(x * T(kBuckets))];
+      lb = e & kBucketBound;
+      if (e & kBucketHasVertex) {
+        while (lb < d && row[lb] < x) ++lb;
+      }
     } else {
       lb = lower_bound_sorted(padded_rows + c * padded, padded, x);
     }
@@ -174,6 +191,7 @@ struct VertexRows {
   bool sorted = false;
   std::vector<T> rows;          // 3 * padded when sorted
   std::vector<uint16_t> table;  // 3 * kBuckets when sorted
+  std::vector<T> short_rows;    // 3 * kShortStride when sorted and d <= kShortRow
 
   void init(const T* vertices, int d_) {
     v = vertices;
@@ -189,14 +207,25 @@ struct VertexRows {
     rows.assign(3 * static_cast<size_t>(padded), std::numeric_limits<T>::infinity());
     // One padding entry past the end for the AVX2 path's 32-bit gathers (ailut_simd.h).
     table.assign(3 * static_cast<size_t>(kBuckets) + 1, 0);
+    if (std::is_same_v<T, float> && d <= kShortRow) {
+      short_rows.assign(3 * static_cast<size_t>(kShortStride), std::numeric_limits<T>::infinity());
+      for (int c = 0; c < 3; ++c) {
+        std::copy(v + c * d, v + (c + 1) * d, short_rows.begin() + c * kShortStride);
+      }
+    }
     for (int c = 0; c < 3; ++c) {
       const T* row = v + c * d;
       std::copy(row, row + d, rows.begin() + c * padded);
+      uint16_t* entries = &table[c * kBuckets];
       int lb = 0;
-      for (int j = 0; j < kBuckets; ++j) {
+      for (int j = 0; j <= kBuckets; ++j) {
+        // For sorted rows the lower bound of an edge is the count of vertices below it;
+        // a bucket holds a vertex exactly when its right edge's count is larger.
         const T edge = static_cast<T>(j) / static_cast<T>(kBuckets);
+        const int prev = lb;
         while (lb < d && row[lb] < edge) ++lb;
-        table[c * kBuckets + j] = static_cast<uint16_t>(lb);
+        if (j > 0 && lb > prev) entries[j - 1] |= kBucketHasVertex;
+        if (j < kBuckets) entries[j] = static_cast<uint16_t>(lb);
       }
     }
   }
@@ -205,7 +234,8 @@ struct VertexRows {
   template <typename F>
   void dispatch(const F& fn) const {
     if (sorted) {
-      fn(SortedView<T>{v, rows.data(), table.data(), d, padded});
+      fn(SortedView<T>{v, rows.data(), table.data(),
+                       short_rows.empty() ? nullptr : short_rows.data(), d, padded});
     } else {
       fn(SearchView<T>{v, d});
     }
@@ -272,21 +302,22 @@ inline void packed_offsets(int64_t d, int64_t off[8]) {
 
 // ---------------------------------------------------------------- SIMD dispatch
 //
-// The forward and the backward run 8 pixels per step with AVX2 (ailut_simd.h) where the
-// CPU has it, for float32 rows with uniform or sorted vertices; the scalar loops do the
-// rest (tails, float64, unsorted or NaN vertices). AILUT_SIMD=off (or 0, scalar) forces
-// the scalar path. Both paths give bit-identical outputs and gradients (tests/test_simd.py).
+// The forward and the backward run 16 pixels per step with AVX-512 or 8 with AVX2
+// (ailut_simd.h), whichever the CPU has (AVX-512 first), for float32 rows with uniform
+// or sorted vertices; the scalar loops do the rest (tails, float64, unsorted or NaN
+// vertices). AILUT_SIMD=avx2 caps the choice at AVX2; AILUT_SIMD=off (or 0, scalar)
+// forces the scalar path. All paths give bit-identical outputs and gradients
+// (tests/test_simd.py).
 
-enum class Simd { kScalar, kAvx2 };
+enum class Simd { kScalar, kAvx2, kAvx512 };
 
 Simd detect_simd() {
   const char* env = std::getenv("AILUT_SIMD");
-  if (env != nullptr && (std::strcmp(env, "off") == 0 || std::strcmp(env, "0") == 0 ||
-                         std::strcmp(env, "scalar") == 0)) {
-    return Simd::kScalar;
-  }
-#if defined(AILUT_HAVE_AVX2)
+  const std::string want = env == nullptr ? "" : env;
+  if (want == "off" || want == "0" || want == "scalar") return Simd::kScalar;
+#if defined(AILUT_HAVE_X86_SIMD)
   __builtin_cpu_init();
+  if (want != "avx2" && __builtin_cpu_supports("avx512f")) return Simd::kAvx512;
   if (__builtin_cpu_supports("avx2")) return Simd::kAvx2;
 #endif
   return Simd::kScalar;
@@ -297,56 +328,69 @@ Simd simd_path() {
   return path;
 }
 
+const char* simd_name(Simd path) {
+  switch (path) {
+    case Simd::kAvx512:
+      return "avx512";
+    case Simd::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
+}
+
 // Forward of a prefix of [begin, end) with SIMD; returns the number of pixels done (a
-// multiple of 8). This generic version does none: the scalar loop takes everything.
+// multiple of the lane count). This generic version does none: the scalar loop takes
+// everything (float64, the bisection of unsorted rows).
 template <typename T, typename View>
-int64_t forward_simd(const T*, T*, const T*, int, int64_t, int64_t, const View&, int64_t, int64_t) {
+int64_t forward_simd(Simd, const T*, T*, const T*, int, int64_t, int, const View&, int64_t,
+                     int64_t) {
   return 0;
 }
 
-#if defined(AILUT_HAVE_AVX2)
-inline int64_t forward_simd(const float* img, float* out, const float* lut, int entry_stride,
-                            int64_t chan_stride, int64_t d, const UniformView<float>& view,
-                            int64_t begin, int64_t end) {
-  return avx2::forward8(img, out, lut, entry_stride, chan_stride, static_cast<int>(d),
-                        avx2::Uniform8{view.d}, begin, end);
-}
-
-inline int64_t forward_simd(const float* img, float* out, const float* lut, int entry_stride,
-                            int64_t chan_stride, int64_t d, const SortedView<float>& view,
-                            int64_t begin, int64_t end) {
-  const avx2::Sorted8 locate{view.v, view.padded_rows, view.buckets, kBuckets, view.d, view.padded};
-  return avx2::forward8(img, out, lut, entry_stride, chan_stride, static_cast<int>(d), locate,
-                        begin, end);
-}
-#endif
-
 // Backward of a prefix of [begin, end) with SIMD into one slice's partials; returns the
-// number of pixels done (a multiple of 8). Generic version: none, the scalar loop does all.
+// number of pixels done. Generic version: none, the scalar loop does all.
 template <bool kVertexGrad, typename T, typename View>
-int64_t backward_simd(const T*, const T*, const T*, int, int64_t, int64_t, const View&, int64_t,
+int64_t backward_simd(Simd, const T*, const T*, const T*, int, int64_t, int, const View&, int64_t,
                       int64_t, T*, double*, double*) {
   return 0;
 }
 
-#if defined(AILUT_HAVE_AVX2)
-template <bool kVertexGrad>
-int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
-                      int64_t chan_stride, int64_t d, const UniformView<float>& view, int64_t begin,
-                      int64_t end, float* d_img, double* d_lut, double* d_vert) {
-  return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
-                                      static_cast<int>(d), avx2::Uniform8{view.d}, begin, end,
-                                      d_img, d_lut, d_vert);
+#if defined(AILUT_HAVE_X86_SIMD)
+// The SIMD locators of the scalar views, for each instruction set.
+inline avx2::Uniform avx2_view(const UniformView<float>& view) { return {view.d}; }
+inline avx512::Uniform avx512_view(const UniformView<float>& view) { return {view.d}; }
+inline avx2::Sorted avx2_view(const SortedView<float>& view) {
+  return {view.v, view.padded_rows, view.buckets, kBuckets, kBucketHasVertex, view.d, view.padded};
+}
+inline avx512::Sorted avx512_view(const SortedView<float>& view) {
+  return {view.v,           view.padded_rows, view.buckets, view.short_rows, kBuckets,
+          kBucketHasVertex, view.d,           view.padded,  kShortStride};
 }
 
-template <bool kVertexGrad>
-int64_t backward_simd(const float* g_out, const float* img, const float* lut, int entry_stride,
-                      int64_t chan_stride, int64_t d, const SortedView<float>& view, int64_t begin,
+template <typename View, typename = std::enable_if_t<std::is_same_v<View, UniformView<float>> ||
+                                                     std::is_same_v<View, SortedView<float>>>>
+int64_t forward_simd(Simd path, const float* img, float* out, const float* lut, int entry_stride,
+                     int64_t chan_stride, int d, const View& view, int64_t begin, int64_t end) {
+  if (path == Simd::kAvx512) {
+    return avx512::forward(img, out, lut, entry_stride, chan_stride, d, avx512_view(view), begin,
+                           end);
+  }
+  return avx2::forward(img, out, lut, entry_stride, chan_stride, d, avx2_view(view), begin, end);
+}
+
+template <bool kVertexGrad, typename View,
+          typename = std::enable_if_t<std::is_same_v<View, UniformView<float>> ||
+                                      std::is_same_v<View, SortedView<float>>>>
+int64_t backward_simd(Simd path, const float* g_out, const float* img, const float* lut,
+                      int entry_stride, int64_t chan_stride, int d, const View& view, int64_t begin,
                       int64_t end, float* d_img, double* d_lut, double* d_vert) {
-  const avx2::Sorted8 locate{view.v, view.padded_rows, view.buckets, kBuckets, view.d, view.padded};
-  return avx2::backward8<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride,
-                                      static_cast<int>(d), locate, begin, end, d_img, d_lut,
-                                      d_vert);
+  if (path == Simd::kAvx512) {
+    return avx512::backward<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride, d,
+                                         avx512_view(view), begin, end, d_img, d_lut, d_vert);
+  }
+  return avx2::backward<kVertexGrad>(g_out, img, lut, entry_stride, chan_stride, d, avx2_view(view),
+                                     begin, end, d_img, d_lut, d_vert);
 }
 #endif
 
@@ -393,7 +437,7 @@ void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
   const int64_t d3 = p.d * p.d * p.d;
   const bool packed = use_packed(p);
   // The SIMD gathers index with int32: the packed LUT's 4 * D^3 entries must fit.
-  const bool simd = simd_path() != Simd::kScalar && 4 * d3 <= std::numeric_limits<int32_t>::max();
+  const Simd simd = 4 * d3 <= std::numeric_limits<int32_t>::max() ? simd_path() : Simd::kScalar;
   std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
   if (packed) {
     pool.run(p.batch, [&](int64_t b) { pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]); });
@@ -408,9 +452,9 @@ void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
       rows[b].dispatch([&](auto view) {
         const T* l = packed ? &packed_luts[b * 4 * d3] : lut + b * 3 * d3;
         int64_t from = begin;
-        if (simd) {
-          from +=
-              forward_simd(img, out, l, packed ? 4 : 1, packed ? 1 : d3, p.d, view, begin, stop);
+        if (simd != Simd::kScalar) {
+          from += forward_simd(simd, img, out, l, packed ? 4 : 1, packed ? 1 : d3,
+                               static_cast<int>(p.d), view, begin, stop);
         }
         if (packed) {
           forward_pixels_packed(img, out, l, p.d, view, from, stop);
@@ -540,7 +584,7 @@ void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* i
   const bool packed = use_packed(p);
   const BackwardPlan plan = plan_backward(p);
   const int64_t S = plan.slices;
-  const bool simd = simd_path() != Simd::kScalar && 4 * d3 <= std::numeric_limits<int32_t>::max();
+  const Simd simd = 4 * d3 <= std::numeric_limits<int32_t>::max() ? simd_path() : Simd::kScalar;
   // Uninitialised: each slice zeroes its own partials, in parallel.
   CachedPartials lut_part(static_cast<size_t>(plan.group * S * plan.part));
   std::unique_ptr<double[]> vert_part(new double[plan.group * S * plan.vert]);
@@ -570,10 +614,10 @@ void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* i
       rows[b].dispatch([&](auto view) {
         const T* l = packed ? &packed_luts[e * 4 * d3] : lut + b * lut_size;
         int64_t from = begin;
-        if (simd) {
-          from += backward_simd<kVertexGrad>(g_out + 3 * off, img + 3 * off, l, packed ? 4 : 1,
-                                             packed ? 1 : d3, p.d, view, begin, end,
-                                             d_img + 3 * off, lp, vp);
+        if (simd != Simd::kScalar) {
+          from += backward_simd<kVertexGrad>(simd, g_out + 3 * off, img + 3 * off, l,
+                                             packed ? 4 : 1, packed ? 1 : d3, static_cast<int>(p.d),
+                                             view, begin, end, d_img + 3 * off, lp, vp);
         }
         if (packed) {
           backward_pixels_packed<T, decltype(view), kVertexGrad>(
@@ -784,9 +828,10 @@ NB_MODULE(_ailut_cpu, m) {
       "set_num_threads", [](int n) { ailut::reset_shared_pool(n); }, nb::arg("n"),
       "Replace the worker pool by one of n threads (n <= 0: the configured size). For tests.");
   m.def(
-      "simd_path", [] { return ailut::simd_path() == ailut::Simd::kAvx2 ? "avx2" : "scalar"; },
-      "The pixel loop in use (forward and backward): 'avx2' (8 float32 pixels per step, chosen "
-      "when the CPU has AVX2) or 'scalar' (other CPUs, or AILUT_SIMD=off).");
+      "simd_path", [] { return ailut::simd_name(ailut::simd_path()); },
+      "The pixel loop in use (forward and backward): 'avx512' (16 float32 pixels per step, "
+      "chosen when the CPU has AVX-512F), 'avx2' (8 per step: CPUs with AVX2 only, or "
+      "AILUT_SIMD=avx2) or 'scalar' (other CPUs, or AILUT_SIMD=off).");
   m.def(
       "backward_slices",
       [](int64_t batch, int64_t pixels, int64_t d) {

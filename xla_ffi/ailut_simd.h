@@ -1,19 +1,21 @@
-// The CPU forward and backward vectorised across pixels: 8 float32 pixels per step with AVX2
-// gathers, compiled for AVX2 only inside this header (target attribute) and chosen at
-// run time (simd_path() in ailut_cpu.cc), so the module still runs on CPUs without it.
+// The CPU forward and backward vectorised across pixels: 8 float32 pixels per step with
+// AVX2, 16 with AVX-512, chosen at run time (simd_path() in ailut_cpu.cc) so the module,
+// built for baseline x86-64, still runs on CPUs without them. The kernels are written
+// once (ailut_simd_kernels.inc) and compiled for each instruction set inside its own
+// namespace, with that set's lane operations and target attribute.
 //
 // Every lane performs the operations of the scalar path (ailut_math.h and the views of
 // ailut_cpu.cc) in the same order, each one correctly rounded in IEEE float32: results
-// are bit-identical to the scalar path's. The target is "avx2" without "fma" on
-// purpose: no multiply-add can be contracted into an FMA here, just as in the scalar
-// code built for baseline x86-64 (tests/test_simd.py checks the identity).
+// are bit-identical to the scalar path's. AVX-512 implies FMA, so the module is compiled
+// with -ffp-contract=off (CMakeLists.txt): no multiply-add is ever fused, here or in the
+// scalar code (tests/test_simd.py checks the identity for both instruction sets).
 //
 // Bounds: every gather index is a cell index already clamped to [0, D-2] (plus a corner
 // offset), a bucket index in [0, kBuckets) of an in-range lane (0 for the others), a
-// search index < padded, or a scan index masked to lb < D; never out of range whatever
-// the pixel values. The backward's scatters use the same clamped cells: LUT partial
-// entries base + corner offset and vertex entries k, k + 1 <= D - 1. Indices are int32:
-// callers use this path only when 4 * D^3 fits.
+// search index < padded, or a scan index clamped to D - 1 (and masked to lb < D); never
+// out of range whatever the pixel values. The backward's scatters use the same clamped
+// cells: LUT partial entries base + corner offset and vertex entries k, k + 1 <= D - 1.
+// Indices are int32: callers use these paths only when 4 * D^3 fits.
 #pragma once
 
 #include <cstdint>
@@ -21,355 +23,357 @@
 #include "ailut_math.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define AILUT_HAVE_AVX2 1
+#define AILUT_HAVE_X86_SIMD 1
+// GCC 12's AVX-512 intrinsics start some results from an undefined vector and warn about
+// it where they are inlined (GCC bug 105593, fixed in 13): nothing here is uninitialised.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
-
-#define AILUT_AVX2 __attribute__((target("avx2"), always_inline)) inline
-#define AILUT_AVX2_ENTRY __attribute__((target("avx2")))
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace ailut {
+
+// ---------------------------------------------------------------- AVX2: 8 lanes
 namespace avx2 {
 
-struct Pos8 {
-  __m256i k;     // cell index per lane, in [0, D-2]
-  __m256 t;      // fraction inside the cell
-  __m256 denom;  // v[k+1] - v[k] + eps (the backward's d t / d x = 1 / denom)
-};
+#define AILUT_SIMD_FN __attribute__((target("avx2"), always_inline)) inline
+#define AILUT_SIMD_ENTRY __attribute__((target("avx2")))
 
-AILUT_AVX2 __m256 set_f(float x) { return _mm256_set1_ps(x); }
-AILUT_AVX2 __m256i set_i(int x) { return _mm256_set1_epi32(x); }
+constexpr int kLanes = 8;
+using VF = __m256;
+using VI = __m256i;
+using VM = __m256i;  // a lane is all ones where true
 
-// axis_from_cell for 8 lanes: v0 = row[k], denom = (row[k+1] - v0) + eps, t = (x - v0) / denom.
-AILUT_AVX2 Pos8 from_cell(const float* row, __m256i k, __m256 x) {
-  const __m256 v0 = _mm256_i32gather_ps(row, k, 4);
-  const __m256 v1 = _mm256_i32gather_ps(row + 1, k, 4);
-  const __m256 denom = _mm256_add_ps(_mm256_sub_ps(v1, v0), set_f(eps<float>()));
-  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom), denom};
+AILUT_SIMD_FN VF fset(float x) { return _mm256_set1_ps(x); }
+AILUT_SIMD_FN VI iset(int x) { return _mm256_set1_epi32(x); }
+AILUT_SIMD_FN VF fzero() { return _mm256_setzero_ps(); }
+AILUT_SIMD_FN VF add(VF a, VF b) { return _mm256_add_ps(a, b); }
+AILUT_SIMD_FN VF sub(VF a, VF b) { return _mm256_sub_ps(a, b); }
+AILUT_SIMD_FN VF mul(VF a, VF b) { return _mm256_mul_ps(a, b); }
+AILUT_SIMD_FN VF div(VF a, VF b) { return _mm256_div_ps(a, b); }
+AILUT_SIMD_FN VF neg(VF a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
+AILUT_SIMD_FN VF ceil(VF a) {
+  return _mm256_round_ps(a, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+}
+AILUT_SIMD_FN VI to_int(VF a) { return _mm256_cvttps_epi32(a); }
+AILUT_SIMD_FN VF to_float(VI a) { return _mm256_cvtepi32_ps(a); }
+AILUT_SIMD_FN VI iadd(VI a, VI b) { return _mm256_add_epi32(a, b); }
+AILUT_SIMD_FN VI isub(VI a, VI b) { return _mm256_sub_epi32(a, b); }
+AILUT_SIMD_FN VI imul(VI a, VI b) { return _mm256_mullo_epi32(a, b); }
+AILUT_SIMD_FN VI imin(VI a, VI b) { return _mm256_min_epi32(a, b); }
+AILUT_SIMD_FN VI imax(VI a, VI b) { return _mm256_max_epi32(a, b); }
+AILUT_SIMD_FN VI iand(VI a, VI b) { return _mm256_and_si256(a, b); }
+AILUT_SIMD_FN VM cmp_lt(VF a, VF b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
+AILUT_SIMD_FN VM cmp_le(VF a, VF b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LE_OQ)); }
+AILUT_SIMD_FN VM cmp_gt(VF a, VF b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+AILUT_SIMD_FN VM cmp_ge(VF a, VF b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ)); }
+AILUT_SIMD_FN VM cmp_nge(VF a, VF b) {  // !(a >= b), true for NaN
+  return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NGE_UQ));
+}
+AILUT_SIMD_FN VM is_nan(VF a) { return _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)); }
+AILUT_SIMD_FN VM icmp_gt(VI a, VI b) { return _mm256_cmpgt_epi32(a, b); }
+AILUT_SIMD_FN VM icmp_eq(VI a, VI b) { return _mm256_cmpeq_epi32(a, b); }
+AILUT_SIMD_FN VM mand(VM a, VM b) { return _mm256_and_si256(a, b); }
+AILUT_SIMD_FN VM mandnot(VM a, VM b) { return _mm256_andnot_si256(a, b); }  // ~a & b
+AILUT_SIMD_FN bool any(VM m) { return !_mm256_testz_si256(m, m); }
+AILUT_SIMD_FN bool all(VM m) { return _mm256_movemask_ps(_mm256_castsi256_ps(m)) == 0xFF; }
+AILUT_SIMD_FN VF fselect(VM m, VF a, VF b) {  // m ? b : a
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m));
+}
+AILUT_SIMD_FN VI iselect(VM m, VI a, VI b) {  // m ? b : a
+  return _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), _mm256_castsi256_ps(m)));
+}
+AILUT_SIMD_FN VI iadd_if(VM m, VI a, int inc) { return iadd(a, iand(m, iset(inc))); }
+AILUT_SIMD_FN VI izero_unless(VM m, VI a) { return iand(m, a); }
+AILUT_SIMD_FN VF gather(const float* base, VI idx) { return _mm256_i32gather_ps(base, idx, 4); }
+AILUT_SIMD_FN VF gather_masked(const float* base, VI idx, VM m) {  // 0 where !m
+  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(m), 4);
+}
+AILUT_SIMD_FN VI gather_u16(const uint16_t* base, VI idx) {
+  return iand(_mm256_i32gather_epi32(reinterpret_cast<const int*>(base), idx, 2), iset(0xFFFF));
+}
+AILUT_SIMD_FN VF fload(const float* p) { return _mm256_load_ps(p); }
+AILUT_SIMD_FN void fstore(float* p, VF v) { _mm256_store_ps(p, v); }
+AILUT_SIMD_FN void istore(int* p, VI v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+
+// 8 interleaved RGB pixels (24 floats) to three channel vectors and back: each of the three
+// vectors loaded holds some lanes of every channel; blends pick them, a permutation puts
+// them in pixel order (the inverse for the store). Data movement only.
+AILUT_SIMD_FN void load_rgb(const float* px, VF x[3]) {
+  const VF a = _mm256_loadu_ps(px), b = _mm256_loadu_ps(px + 8), c = _mm256_loadu_ps(px + 16);
+  // Lane l of a / b / c holds element 3 j + ch: red at a{0,3,6} b{1,4,7} c{2,5}, ...
+  const VF r = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24);   // r0 r3 r6 r1 r4 r7 r2 r5
+  const VF g = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49);   // g5 g0 g3 g6 g1 g4 g7 g2
+  const VF bl = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92);  // b2 b5 b0 b3 b6 b1 b4 b7
+  x[0] = _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
+  x[1] = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6));
+  x[2] = _mm256_permutevar8x32_ps(bl, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
 }
 
-// clamp_cell: k = lb - 1, then k < 0 -> 0, then k > d - 2 -> d - 2.
-AILUT_AVX2 __m256i clamp_cell8(__m256i lb, int d) {
-  return _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(lb, set_i(1)), set_i(0)), set_i(d - 2));
+AILUT_SIMD_FN void store_rgb(float* px, const VF y[3]) {
+  const VF r = _mm256_permutevar8x32_ps(y[0], _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
+  const VF g = _mm256_permutevar8x32_ps(y[1], _mm256_setr_epi32(5, 0, 3, 6, 1, 4, 7, 2));
+  const VF b = _mm256_permutevar8x32_ps(y[2], _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
+  _mm256_storeu_ps(px, _mm256_blend_ps(_mm256_blend_ps(r, g, 0x92), b, 0x24));
+  _mm256_storeu_ps(px + 8, _mm256_blend_ps(_mm256_blend_ps(r, g, 0x24), b, 0x49));
+  _mm256_storeu_ps(px + 16, _mm256_blend_ps(_mm256_blend_ps(r, g, 0x49), b, 0x92));
 }
 
-// locate_uniform for 8 lanes.
-AILUT_AVX2 Pos8 locate_uniform8(int d, __m256 x) {
-  const __m256 scale = set_f(static_cast<float>(d - 1));
-  const __m256 top = set_f(static_cast<float>(d - 2));
-  const __m256 zero = _mm256_setzero_ps();
-  __m256 guess = _mm256_sub_ps(
-      _mm256_round_ps(_mm256_mul_ps(x, scale), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC),
-      set_f(1.0f));
-  guess = _mm256_blendv_ps(guess, top, _mm256_cmp_ps(guess, guess, _CMP_UNORD_Q));
-  guess = _mm256_blendv_ps(zero, guess, _mm256_cmp_ps(guess, zero, _CMP_GE_OQ));
-  guess = _mm256_blendv_ps(guess, top, _mm256_cmp_ps(guess, top, _CMP_GT_OQ));
-  __m256i k = _mm256_cvttps_epi32(guess);
-  const __m256i k1 = _mm256_add_epi32(k, set_i(1));
-  const __m256 v_lo = _mm256_div_ps(_mm256_cvtepi32_ps(k), scale);
-  const __m256 v_hi = _mm256_div_ps(_mm256_cvtepi32_ps(k1), scale);
-  const __m256i dec = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(x, v_lo, _CMP_LE_OQ)),
-                                       _mm256_cmpgt_epi32(k, set_i(0)));
-  const __m256i inc = _mm256_andnot_si256(
-      dec, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(x, v_hi, _CMP_GT_OQ)),
-                            _mm256_cmpgt_epi32(set_i(d - 2), k)));
-  k = _mm256_sub_epi32(_mm256_add_epi32(k, dec), inc);  // masks are -1: k - 1 / k + 1
-  const __m256 v0 = _mm256_div_ps(_mm256_cvtepi32_ps(k), scale);
-  const __m256 v1 = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(k, set_i(1))), scale);
-  const __m256 denom = _mm256_add_ps(_mm256_sub_ps(v1, v0), set_f(eps<float>()));
-  return {k, _mm256_div_ps(_mm256_sub_ps(x, v0), denom), denom};
-}
-
-// SortedView for 8 lanes: in [0, 1) the bucket start and a forward scan (lanes advance
-// until all have stopped), elsewhere (and NaN) the branch-free search on the padded row.
-AILUT_AVX2 Pos8 locate_sorted8(const float* row, const float* padded_row, int padded,
-                               const uint16_t* buckets, int n_buckets, int d, __m256 x) {
-  const __m256 in = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ),
-                                  _mm256_cmp_ps(x, set_f(1.0f), _CMP_LT_OQ));
-  const int in_mask = _mm256_movemask_ps(in);
-  __m256i lb = _mm256_setzero_si256();
-  if (in_mask != 0) {
-    // Lanes outside [0, 1) read bucket 0. A 32-bit gather at 2-byte steps reads one
-    // uint16 past the entry: the bucket table carries one padding entry for that.
-    const __m256i j = _mm256_and_si256(
-        _mm256_cvttps_epi32(_mm256_mul_ps(x, set_f(static_cast<float>(n_buckets)))),
-        _mm256_castps_si256(in));
-    lb = _mm256_and_si256(_mm256_i32gather_epi32(reinterpret_cast<const int*>(buckets), j, 2),
-                          set_i(0xFFFF));
-    __m256i active = _mm256_and_si256(_mm256_castps_si256(in), _mm256_cmpgt_epi32(set_i(d), lb));
-    while (!_mm256_testz_si256(active, active)) {
-      const __m256i idx = _mm256_min_epi32(lb, set_i(d - 1));
-      const __m256 v =
-          _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row, idx, _mm256_castsi256_ps(active), 4);
-      const __m256i step =
-          _mm256_and_si256(active, _mm256_castps_si256(_mm256_cmp_ps(v, x, _CMP_LT_OQ)));
-      lb = _mm256_sub_epi32(lb, step);
-      active = _mm256_and_si256(step, _mm256_cmpgt_epi32(set_i(d), lb));
-    }
-  }
-  if (in_mask != 0xFF) {
-    __m256i base = _mm256_setzero_si256();
-    for (int step = padded >> 1; step > 0; step >>= 1) {
-      const __m256 v = _mm256_i32gather_ps(padded_row, _mm256_add_epi32(base, set_i(step - 1)), 4);
-      base = _mm256_add_epi32(
-          base,
-          _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v, x, _CMP_NGE_UQ)), set_i(step)));
-    }
-    lb = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(base), _mm256_castsi256_ps(lb), in));
-  }
-  return from_cell(row, clamp_cell8(lb, d), x);
-}
-
-// The trilinear blend of 8 pixels: corner_weights() then, per channel,
-// acc = 0, acc += w[k] * lut[corner k] for k = 0..7, as blend() does. The LUT entry of
-// channel c at flat cell index j is lut[c * chan_stride + j * entry_stride] (plain
-// [3][D^3] layout: 1 and D^3; packed [D^3][4] layout: 4 and 1).
-AILUT_AVX2 void blend8(const float* lut, int entry_stride, int64_t chan_stride, const int off[8],
-                       int d, const Pos8& r, const Pos8& g, const Pos8& b, __m256 out[3]) {
-  const __m256i base = _mm256_mullo_epi32(
-      _mm256_add_epi32(
-          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(b.k, set_i(d)), g.k), set_i(d)),
-          r.k),
-      set_i(entry_stride));
-  const __m256 one = set_f(1.0f);
-  const __m256 wr[2] = {_mm256_sub_ps(one, r.t), r.t};
-  const __m256 wg[2] = {_mm256_sub_ps(one, g.t), g.t};
-  const __m256 wb[2] = {_mm256_sub_ps(one, b.t), b.t};
-  __m256 w[8];
-  for (int c = 0; c < 8; ++c) {
-    w[c] = _mm256_mul_ps(_mm256_mul_ps(wr[c & 1], wg[(c >> 1) & 1]), wb[(c >> 2) & 1]);
-  }
-  __m256i idx[8];
-  for (int k = 0; k < 8; ++k) idx[k] = _mm256_add_epi32(base, set_i(off[k]));
-  for (int c = 0; c < 3; ++c) {
-    const float* l = lut + c * chan_stride;
-    __m256 acc = _mm256_setzero_ps();
+// The blend for the packed [D^3][4] layout, writing the interleaved output. Two pixels
+// per vector: for each corner, each pixel's 4-lane entry [r, g, b, 0] times its weight
+// (spread over its 4 lanes), summed from zero in corner order: exactly blend()'s sums
+// per channel, and cheaper than 24 gathers. Pixel j's 4-lane store spills into pixel
+// j+1's red, which pixel j+1 then writes; the last pixel stores its 3 values alone,
+// never past the step's pixels.
+AILUT_SIMD_FN void blend_packed_store(const float* lut4, const int off[8], VI base, const VF w[8],
+                                      float* out) {
+  alignas(64) int at[kLanes];
+  istore(at, base);
+  for (int q = 0; q < kLanes; q += 2) {
+    const VI spread = _mm256_setr_epi32(q, q, q, q, q + 1, q + 1, q + 1, q + 1);
+    VF acc = fzero();
     for (int k = 0; k < 8; ++k) {
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(w[k], _mm256_i32gather_ps(l, idx[k], 4)));
+      const float* l = lut4 + off[k];
+      const VF v = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(l + at[q])),
+                                        _mm_loadu_ps(l + at[q + 1]), 1);
+      acc = add(acc, mul(_mm256_permutevar8x32_ps(w[k], spread), v));
     }
-    out[c] = acc;
-  }
-}
-
-// blend8 for the packed [D^3][4] LUT (entry_stride 4, chan_stride 1), writing the
-// interleaved output: per pixel, one 4-lane load per corner ([r, g, b, 0]) times the
-// corner's weight, summed in corner order, exactly blend()'s sums per channel. Cheaper
-// than 24 gathers. Pixel j's 4-lane store spills into pixel j+1's red, which pixel j+1
-// then writes; the last pixel stores its 3 values alone, never past the 8 pixels.
-AILUT_AVX2 void blend8_packed_store(const float* lut4, const int off[8], int d, const Pos8& r,
-                                    const Pos8& g, const Pos8& b, float* out) {
-  const __m256i base = _mm256_slli_epi32(
-      _mm256_add_epi32(
-          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(b.k, set_i(d)), g.k), set_i(d)),
-          r.k),
-      2);
-  const __m256 one = set_f(1.0f);
-  const __m256 wr[2] = {_mm256_sub_ps(one, r.t), r.t};
-  const __m256 wg[2] = {_mm256_sub_ps(one, g.t), g.t};
-  const __m256 wb[2] = {_mm256_sub_ps(one, b.t), b.t};
-  alignas(32) float w[8][8];
-  alignas(32) int idx[8];
-  for (int c = 0; c < 8; ++c) {
-    _mm256_store_ps(w[c],
-                    _mm256_mul_ps(_mm256_mul_ps(wr[c & 1], wg[(c >> 1) & 1]), wb[(c >> 2) & 1]));
-  }
-  _mm256_store_si256(reinterpret_cast<__m256i*>(idx), base);
-  for (int j = 0; j < 8; ++j) {
-    const float* l = lut4 + idx[j];
-    __m128 acc = _mm_setzero_ps();
-    for (int k = 0; k < 8; ++k) {
-      acc = _mm_add_ps(acc, _mm_mul_ps(_mm_broadcast_ss(&w[k][j]), _mm_loadu_ps(l + off[k])));
-    }
-    if (j < 7) {
-      _mm_storeu_ps(out + 3 * j, acc);
+    _mm_storeu_ps(out + 3 * q, _mm256_castps256_ps128(acc));
+    const __m128 hi = _mm256_extractf128_ps(acc, 1);
+    if (q + 2 < kLanes) {
+      _mm_storeu_ps(out + 3 * (q + 1), hi);
     } else {
       alignas(16) float last[4];
-      _mm_store_ps(last, acc);
-      out[3 * j] = last[0];
-      out[3 * j + 1] = last[1];
-      out[3 * j + 2] = last[2];
+      _mm_store_ps(last, hi);
+      out[3 * (q + 1)] = last[0];
+      out[3 * (q + 1) + 1] = last[1];
+      out[3 * (q + 1) + 2] = last[2];
     }
   }
 }
 
-// Loads 8 interleaved RGB pixels as three channel vectors; stores them back.
-AILUT_AVX2 void load_rgb8(const float* px, __m256 x[3]) {
-  alignas(32) float ch[3][8];
-  for (int j = 0; j < 8; ++j) {
-    ch[0][j] = px[3 * j];
-    ch[1][j] = px[3 * j + 1];
-    ch[2][j] = px[3 * j + 2];
-  }
-  for (int c = 0; c < 3; ++c) x[c] = _mm256_load_ps(ch[c]);
-}
+#include "ailut_simd_kernels.inc"
 
-AILUT_AVX2 void store_rgb8(float* px, const __m256 y[3]) {
-  alignas(32) float ch[3][8];
-  for (int c = 0; c < 3; ++c) _mm256_store_ps(ch[c], y[c]);
-  for (int j = 0; j < 8; ++j) {
-    px[3 * j] = ch[0][j];
-    px[3 * j + 1] = ch[1][j];
-    px[3 * j + 2] = ch[2][j];
-  }
-}
-
-// Where each view's cells come from, for 8 lanes of channel c.
-struct Uniform8 {
-  int d;
-  AILUT_AVX2 Pos8 operator()(int, __m256 x) const { return locate_uniform8(d, x); }
-};
-
-struct Sorted8 {
+struct Sorted {
   const float* v;
   const float* padded_rows;
   const uint16_t* buckets;
   int n_buckets;
+  int has_vertex;  // the flag bit of a bucket entry (a power of two; below it the bound)
   int d;
   int padded;
-  AILUT_AVX2 Pos8 operator()(int c, __m256 x) const {
-    return locate_sorted8(v + c * d, padded_rows + c * padded, padded, buckets + c * n_buckets,
-                          n_buckets, d, x);
+  AILUT_SIMD_FN Pos operator()(int c, VF x) const {
+    return locate_sorted(v + c * d, padded_rows + c * padded, padded, buckets + c * n_buckets,
+                         n_buckets, has_vertex, d, x);
   }
 };
 
-// Forward of pixels [begin, begin + 8 * n): returns the number of pixels done.
-template <typename Locate>
-AILUT_AVX2_ENTRY int64_t forward8(const float* __restrict img, float* __restrict out,
-                                  const float* __restrict lut, int entry_stride,
-                                  int64_t chan_stride, int d, const Locate locate, int64_t begin,
-                                  int64_t end) {
-  int off[8];
-  for (int k = 0; k < 8; ++k) {
-    off[k] = entry_stride * static_cast<int>(corner_offset(k, d));
-  }
-  const int64_t n = (end - begin) / 8;
-  for (int64_t s = 0; s < n; ++s) {
-    const int64_t i0 = begin + 8 * s;
-    __m256 x[3], y[3];
-    load_rgb8(img + 3 * i0, x);
-    const Pos8 r = locate(0, x[0]);
-    const Pos8 g = locate(1, x[1]);
-    const Pos8 b = locate(2, x[2]);
-    if (entry_stride == 4) {
-      blend8_packed_store(lut, off, d, r, g, b, out + 3 * i0);
-    } else {
-      blend8(lut, entry_stride, chan_stride, off, d, r, g, b, y);
-      store_rgb8(out + 3 * i0, y);
-    }
-  }
-  return 8 * n;
-}
-
-// Backward of pixels [begin, begin + 8 * n) into one slice's float64 partial sums (see
-// backward_all in ailut_cpu.cc); returns the number of pixels done. Each lane performs
-// pixel_backward() and axis_grads() in their order: the corner weights; per channel c
-// the red, green and blue differences of the 8 corner values, weighted and summed from
-// zero in corner order; G[axis] summed over c = 0, 1, 2 from zero; then g = G / denom,
-// d x = g, d v0 = -g * (1 - t), d v1 = -g * t. The scatters into the partials stay one
-// pixel after another in pixel order, each value the float32 product (or gradient)
-// converted to float64, so every partial receives the same additions in the same order
-// as on the scalar path: the gradients are bit-identical to it. The partials use the
-// LUT's layout: entry (c, j) at c * chan_stride + j * entry_stride.
-template <bool kVertexGrad, typename Locate>
-AILUT_AVX2_ENTRY int64_t backward8(const float* __restrict g_out, const float* __restrict img,
-                                   const float* __restrict lut, int entry_stride,
-                                   int64_t chan_stride, int d, const Locate locate, int64_t begin,
-                                   int64_t end, float* __restrict d_img, double* __restrict d_lut,
-                                   double* __restrict d_vert) {
-  int off[8];
-  for (int k = 0; k < 8; ++k) {
-    off[k] = entry_stride * static_cast<int>(corner_offset(k, d));
-  }
-  const __m256 one = set_f(1.0f);
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256 sign = set_f(-0.0f);
-  const int64_t n = (end - begin) / 8;
-  for (int64_t s = 0; s < n; ++s) {
-    const int64_t i0 = begin + 8 * s;
-    __m256 x[3], go[3];
-    load_rgb8(img + 3 * i0, x);
-    load_rgb8(g_out + 3 * i0, go);
-    const Pos8 pos[3] = {locate(0, x[0]), locate(1, x[1]), locate(2, x[2])};
-    const __m256i base = _mm256_mullo_epi32(
-        _mm256_add_epi32(
-            _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(pos[2].k, set_i(d)), pos[1].k),
-                               set_i(d)),
-            pos[0].k),
-        set_i(entry_stride));
-    const __m256 wr[2] = {_mm256_sub_ps(one, pos[0].t), pos[0].t};
-    const __m256 wg[2] = {_mm256_sub_ps(one, pos[1].t), pos[1].t};
-    const __m256 wb[2] = {_mm256_sub_ps(one, pos[2].t), pos[2].t};
-    alignas(32) float w[8][8];
-    __m256i idx[8];
-    for (int k = 0; k < 8; ++k) {
-      _mm256_store_ps(w[k],
-                      _mm256_mul_ps(_mm256_mul_ps(wr[k & 1], wg[(k >> 1) & 1]), wb[(k >> 2) & 1]));
-      idx[k] = _mm256_add_epi32(base, set_i(off[k]));
-    }
-    __m256 G[3] = {zero, zero, zero};
-    for (int c = 0; c < 3; ++c) {
-      const float* l = lut + c * chan_stride;
-      __m256 v[8];
-      for (int k = 0; k < 8; ++k) v[k] = _mm256_i32gather_ps(l, idx[k], 4);
-      __m256 dr = zero, dg = zero, db = zero;
-      for (int k = 0; k < 8; k += 2) {
-        const __m256 wt = _mm256_mul_ps(wg[(k >> 1) & 1], wb[(k >> 2) & 1]);
-        dr = _mm256_add_ps(dr, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 1], v[k])));
-      }
-      for (int k = 0; k < 8; ++k) {
-        if ((k >> 1) & 1) continue;
-        const __m256 wt = _mm256_mul_ps(wr[k & 1], wb[(k >> 2) & 1]);
-        dg = _mm256_add_ps(dg, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 2], v[k])));
-      }
-      for (int k = 0; k < 4; ++k) {
-        const __m256 wt = _mm256_mul_ps(wr[k & 1], wg[(k >> 1) & 1]);
-        db = _mm256_add_ps(db, _mm256_mul_ps(wt, _mm256_sub_ps(v[k + 4], v[k])));
-      }
-      G[0] = _mm256_add_ps(G[0], _mm256_mul_ps(go[c], dr));
-      G[1] = _mm256_add_ps(G[1], _mm256_mul_ps(go[c], dg));
-      G[2] = _mm256_add_ps(G[2], _mm256_mul_ps(go[c], db));
-    }
-    __m256 dx[3];
-    alignas(32) float dv0[3][8], dv1[3][8], gc[3][8];
-    alignas(32) int kc[3][8], at[8];
-    for (int c = 0; c < 3; ++c) {
-      dx[c] = _mm256_div_ps(G[c], pos[c].denom);
-      const __m256 neg = _mm256_xor_ps(dx[c], sign);
-      _mm256_store_ps(dv0[c], _mm256_mul_ps(neg, _mm256_sub_ps(one, pos[c].t)));
-      _mm256_store_ps(dv1[c], _mm256_mul_ps(neg, pos[c].t));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(kc[c]), pos[c].k);
-      _mm256_store_ps(gc[c], go[c]);
-    }
-    store_rgb8(d_img + 3 * i0, dx);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(at), base);
-    for (int j = 0; j < 8; ++j) {
-      if (entry_stride == 4) {
-        const __m128 g4 = _mm_setr_ps(gc[0][j], gc[1][j], gc[2][j], 0.0f);
-        double* p = d_lut + at[j];
-        for (int k = 0; k < 8; ++k) {
-          double* dst = p + off[k];
-          const __m256d add = _mm256_cvtps_pd(_mm_mul_ps(g4, _mm_set1_ps(w[k][j])));
-          _mm256_storeu_pd(dst, _mm256_add_pd(_mm256_loadu_pd(dst), add));
-        }
-      } else {
-        for (int c = 0; c < 3; ++c) {
-          double* p = d_lut + c * chan_stride + at[j];
-          for (int k = 0; k < 8; ++k) p[off[k]] += static_cast<double>(gc[c][j] * w[k][j]);
-        }
-      }
-      if (kVertexGrad) {
-        for (int c = 0; c < 3; ++c) {
-          double* dv = d_vert + c * d + kc[c][j];
-          dv[0] += static_cast<double>(dv0[c][j]);
-          dv[1] += static_cast<double>(dv1[c][j]);
-        }
-      }
-    }
-  }
-  return 8 * n;
-}
+#undef AILUT_SIMD_FN
+#undef AILUT_SIMD_ENTRY
 
 }  // namespace avx2
+
+// ---------------------------------------------------------------- AVX-512: 16 lanes
+namespace avx512 {
+
+#define AILUT_SIMD_FN __attribute__((target("avx512f"), always_inline)) inline
+#define AILUT_SIMD_ENTRY __attribute__((target("avx512f")))
+
+constexpr int kLanes = 16;
+using VF = __m512;
+using VI = __m512i;
+using VM = __mmask16;  // one bit per lane
+
+AILUT_SIMD_FN VF fset(float x) { return _mm512_set1_ps(x); }
+AILUT_SIMD_FN VI iset(int x) { return _mm512_set1_epi32(x); }
+AILUT_SIMD_FN VF fzero() { return _mm512_setzero_ps(); }
+AILUT_SIMD_FN VF add(VF a, VF b) { return _mm512_add_ps(a, b); }
+AILUT_SIMD_FN VF sub(VF a, VF b) { return _mm512_sub_ps(a, b); }
+AILUT_SIMD_FN VF mul(VF a, VF b) { return _mm512_mul_ps(a, b); }
+AILUT_SIMD_FN VF div(VF a, VF b) { return _mm512_div_ps(a, b); }
+AILUT_SIMD_FN VF neg(VF a) {  // integer xor: the float one needs AVX512DQ
+  return _mm512_castsi512_ps(
+      _mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
+AILUT_SIMD_FN VF ceil(VF a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+}
+AILUT_SIMD_FN VI to_int(VF a) { return _mm512_cvttps_epi32(a); }
+AILUT_SIMD_FN VF to_float(VI a) { return _mm512_cvtepi32_ps(a); }
+AILUT_SIMD_FN VI iadd(VI a, VI b) { return _mm512_add_epi32(a, b); }
+AILUT_SIMD_FN VI isub(VI a, VI b) { return _mm512_sub_epi32(a, b); }
+AILUT_SIMD_FN VI imul(VI a, VI b) { return _mm512_mullo_epi32(a, b); }
+AILUT_SIMD_FN VI imin(VI a, VI b) { return _mm512_min_epi32(a, b); }
+AILUT_SIMD_FN VI imax(VI a, VI b) { return _mm512_max_epi32(a, b); }
+AILUT_SIMD_FN VI iand(VI a, VI b) { return _mm512_and_si512(a, b); }
+AILUT_SIMD_FN VM cmp_lt(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+AILUT_SIMD_FN VM cmp_le(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+AILUT_SIMD_FN VM cmp_gt(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+AILUT_SIMD_FN VM cmp_ge(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+AILUT_SIMD_FN VM cmp_nge(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_NGE_UQ); }
+AILUT_SIMD_FN VM is_nan(VF a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+AILUT_SIMD_FN VM icmp_gt(VI a, VI b) { return _mm512_cmpgt_epi32_mask(a, b); }
+AILUT_SIMD_FN VM icmp_eq(VI a, VI b) { return _mm512_cmpeq_epi32_mask(a, b); }
+AILUT_SIMD_FN VM mand(VM a, VM b) { return static_cast<VM>(a & b); }
+AILUT_SIMD_FN VM mandnot(VM a, VM b) { return static_cast<VM>(~a & b); }
+AILUT_SIMD_FN bool any(VM m) { return m != 0; }
+AILUT_SIMD_FN bool all(VM m) { return m == 0xFFFF; }
+AILUT_SIMD_FN VF fselect(VM m, VF a, VF b) { return _mm512_mask_blend_ps(m, a, b); }
+AILUT_SIMD_FN VI iselect(VM m, VI a, VI b) { return _mm512_mask_blend_epi32(m, a, b); }
+AILUT_SIMD_FN VI iadd_if(VM m, VI a, int inc) { return _mm512_mask_add_epi32(a, m, a, iset(inc)); }
+AILUT_SIMD_FN VI izero_unless(VM m, VI a) { return _mm512_maskz_mov_epi32(m, a); }
+AILUT_SIMD_FN VF gather(const float* base, VI idx) { return _mm512_i32gather_ps(idx, base, 4); }
+AILUT_SIMD_FN VF gather_masked(const float* base, VI idx, VM m) {  // 0 where !m
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+AILUT_SIMD_FN VI gather_u16(const uint16_t* base, VI idx) {
+  return iand(_mm512_i32gather_epi32(idx, base, 2), iset(0xFFFF));
+}
+AILUT_SIMD_FN VF fload(const float* p) { return _mm512_load_ps(p); }
+AILUT_SIMD_FN void fstore(float* p, VF v) { _mm512_store_ps(p, v); }
+AILUT_SIMD_FN void istore(int* p, VI v) { _mm512_store_si512(p, v); }
+
+// 16 interleaved RGB pixels (48 floats) to three channel vectors and back, with two-source
+// permutations: the first from the first two vectors loaded, the second adds the third's.
+// Data movement only.
+AILUT_SIMD_FN void load_rgb(const float* px, VF x[3]) {
+  alignas(64) static const int kIdx[3][2][16] = {
+      {{0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0},
+       {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 20, 23, 26, 29}},
+      {{1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0},
+       {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 18, 21, 24, 27, 30}},
+      {{2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 0, 0, 0, 0, 0, 0},
+       {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 19, 22, 25, 28, 31}}};
+  const VF a = _mm512_loadu_ps(px), b = _mm512_loadu_ps(px + 16), c = _mm512_loadu_ps(px + 32);
+  for (int ch = 0; ch < 3; ++ch) {
+    const VF ab = _mm512_permutex2var_ps(a, _mm512_load_si512(kIdx[ch][0]), b);
+    x[ch] = _mm512_permutex2var_ps(ab, _mm512_load_si512(kIdx[ch][1]), c);
+  }
+}
+
+AILUT_SIMD_FN void store_rgb(float* px, const VF y[3]) {
+  alignas(64) static const int kIdx[3][2][16] = {
+      {{0, 16, 0, 1, 17, 0, 2, 18, 0, 3, 19, 0, 4, 20, 0, 5},
+       {0, 1, 16, 3, 4, 17, 6, 7, 18, 9, 10, 19, 12, 13, 20, 15}},
+      {{21, 0, 6, 22, 0, 7, 23, 0, 8, 24, 0, 9, 25, 0, 10, 26},
+       {0, 21, 2, 3, 22, 5, 6, 23, 8, 9, 24, 11, 12, 25, 14, 15}},
+      {{0, 11, 27, 0, 12, 28, 0, 13, 29, 0, 14, 30, 0, 15, 31, 0},
+       {26, 1, 2, 27, 4, 5, 28, 7, 8, 29, 10, 11, 30, 13, 14, 31}}};
+  for (int o = 0; o < 3; ++o) {
+    const VF rg = _mm512_permutex2var_ps(y[0], _mm512_load_si512(kIdx[o][0]), y[1]);
+    _mm512_storeu_ps(px + 16 * o, _mm512_permutex2var_ps(rg, _mm512_load_si512(kIdx[o][1]), y[2]));
+  }
+}
+
+// The blend for the packed [D^3][4] layout (see avx2::blend_packed_store), four pixels
+// per vector.
+AILUT_SIMD_FN void blend_packed_store(const float* lut4, const int off[8], VI base, const VF w[8],
+                                      float* out) {
+  alignas(64) int at[kLanes];
+  istore(at, base);
+  for (int q = 0; q < kLanes; q += 4) {
+    const VI spread = _mm512_setr_epi32(q, q, q, q, q + 1, q + 1, q + 1, q + 1, q + 2, q + 2, q + 2,
+                                        q + 2, q + 3, q + 3, q + 3, q + 3);
+    VF acc = fzero();
+    for (int k = 0; k < 8; ++k) {
+      const float* l = lut4 + off[k];
+      VF v = _mm512_castps128_ps512(_mm_loadu_ps(l + at[q]));
+      v = _mm512_insertf32x4(v, _mm_loadu_ps(l + at[q + 1]), 1);
+      v = _mm512_insertf32x4(v, _mm_loadu_ps(l + at[q + 2]), 2);
+      v = _mm512_insertf32x4(v, _mm_loadu_ps(l + at[q + 3]), 3);
+      acc = add(acc, mul(_mm512_permutexvar_ps(spread, w[k]), v));
+    }
+    _mm_storeu_ps(out + 3 * q, _mm512_castps512_ps128(acc));
+    _mm_storeu_ps(out + 3 * (q + 1), _mm512_extractf32x4_ps(acc, 1));
+    _mm_storeu_ps(out + 3 * (q + 2), _mm512_extractf32x4_ps(acc, 2));
+    const __m128 top = _mm512_extractf32x4_ps(acc, 3);
+    if (q + 4 < kLanes) {
+      _mm_storeu_ps(out + 3 * (q + 3), top);
+    } else {
+      alignas(16) float last[4];
+      _mm_store_ps(last, top);
+      out[3 * (q + 3)] = last[0];
+      out[3 * (q + 3) + 1] = last[1];
+      out[3 * (q + 3) + 2] = last[2];
+    }
+  }
+}
+
+#include "ailut_simd_kernels.inc"
+
+// locate_sorted for rows of at most 33 vertices, held in registers: a row's entries 0..31
+// in (r0, r1) and 1..32 in (s0, s1), so a two-source permutation reads row[k], row[k+1]
+// and the scan's row[lb] for 16 lanes where locate_sorted gathers them. The same values,
+// the same lower bound and the same arithmetic: the results are locate_sorted's.
+// `short_row` holds the row followed by +inf, at least 48 entries (kShortStride).
+AILUT_SIMD_FN Pos locate_sorted_short(const float* short_row, const float* padded_row, int padded,
+                                      const uint16_t* buckets, int n_buckets, int has_vertex, int d,
+                                      VF x) {
+  const VF r0 = _mm512_loadu_ps(short_row), r1 = _mm512_loadu_ps(short_row + 16);
+  const VF s0 = _mm512_loadu_ps(short_row + 1), s1 = _mm512_loadu_ps(short_row + 17);
+  const VM in = mand(cmp_ge(x, fzero()), cmp_lt(x, fset(1.0f)));
+  VI lb = iset(0);
+  if (any(in)) {
+    const VI j = izero_unless(in, to_int(mul(x, fset(static_cast<float>(n_buckets)))));
+    const VI entry = gather_u16(buckets, j);
+    lb = iand(entry, iset(has_vertex - 1));
+    const VM scan = icmp_eq(iand(entry, iset(has_vertex)), iset(has_vertex));
+    VM active = mand(mand(in, scan), icmp_gt(iset(d), lb));
+    while (any(active)) {
+      // row[lb] with lb <= d - 1 <= 32: entries 0..31 from (r0, r1), entry 32 is s1's last.
+      const VI i = imin(lb, iset(d - 1));
+      const VF low = _mm512_permutex2var_ps(r0, i, r1);
+      const VF v = _mm512_mask_blend_ps(icmp_eq(i, iset(32)), low, fset(short_row[32]));
+      const VM step = mand(active, cmp_lt(v, x));
+      lb = iadd_if(step, lb, 1);
+      active = mand(step, icmp_gt(iset(d), lb));
+    }
+  }
+  if (!all(in)) {
+    VI base = iset(0);
+    for (int step = padded >> 1; step > 0; step >>= 1) {
+      const VF v = gather(padded_row, iadd(base, iset(step - 1)));
+      base = iadd_if(cmp_nge(v, x), base, step);
+    }
+    lb = iselect(in, base, lb);
+  }
+  const VI k = clamp_cell(lb, d);  // in [0, d - 2] <= 31
+  const VF v0 = _mm512_permutex2var_ps(r0, k, r1);
+  const VF v1 = _mm512_permutex2var_ps(s0, k, s1);
+  const VF denom = add(sub(v1, v0), fset(eps<float>()));
+  return {k, div(sub(x, v0), denom), denom};
+}
+
+struct Sorted {
+  const float* v;
+  const float* padded_rows;
+  const uint16_t* buckets;
+  const float* short_rows;  // rows of D <= 33 in slots of short_stride values, or null
+  int n_buckets;
+  int has_vertex;  // the flag bit of a bucket entry (a power of two; below it the bound)
+  int d;
+  int padded;
+  int short_stride;
+  AILUT_SIMD_FN Pos operator()(int c, VF x) const {
+    if (short_rows != nullptr) {
+      return locate_sorted_short(short_rows + c * short_stride, padded_rows + c * padded, padded,
+                                 buckets + c * n_buckets, n_buckets, has_vertex, d, x);
+    }
+    return locate_sorted(v + c * d, padded_rows + c * padded, padded, buckets + c * n_buckets,
+                         n_buckets, has_vertex, d, x);
+  }
+};
+
+#undef AILUT_SIMD_FN
+#undef AILUT_SIMD_ENTRY
+
+}  // namespace avx512
 }  // namespace ailut
 
 #endif
