@@ -144,7 +144,7 @@ constexpr uint16_t kBucketBound = 0x7FFF;
 
 // Rows of at most kShortRow vertices (the authors' D = 33 and below) are also copied into
 // slots of kShortStride values (+inf after the row), which the AVX-512 path keeps in
-// registers (ailut_simd.h: avx512::locate_sorted_short).
+// registers (ailut_simd.h: avx512::RowInRegisters).
 constexpr int kShortRow = 33;
 constexpr int kShortStride = 48;
 
@@ -328,6 +328,12 @@ Simd simd_path() {
   return path;
 }
 
+// The path for a LUT of d3 entries per channel: the SIMD gathers index with int32, so
+// the packed LUT's 4 * D^3 entries must fit.
+Simd simd_for(int64_t d3) {
+  return 4 * d3 <= std::numeric_limits<int32_t>::max() ? simd_path() : Simd::kScalar;
+}
+
 const char* simd_name(Simd path) {
   switch (path) {
     case Simd::kAvx512:
@@ -436,8 +442,7 @@ void forward_all(WorkerPool& pool, const Problem& p, const T* img, const T* lut,
   const int64_t total = p.batch * p.pixels;
   const int64_t d3 = p.d * p.d * p.d;
   const bool packed = use_packed(p);
-  // The SIMD gathers index with int32: the packed LUT's 4 * D^3 entries must fit.
-  const Simd simd = 4 * d3 <= std::numeric_limits<int32_t>::max() ? simd_path() : Simd::kScalar;
+  const Simd simd = simd_for(d3);
   std::vector<T> packed_luts(packed ? static_cast<size_t>(p.batch * 4 * d3) : 0);
   if (packed) {
     pool.run(p.batch, [&](int64_t b) { pack_lut(lut + b * 3 * d3, d3, &packed_luts[b * 4 * d3]); });
@@ -584,7 +589,7 @@ void backward_all(WorkerPool& pool, const Problem& p, const T* g_out, const T* i
   const bool packed = use_packed(p);
   const BackwardPlan plan = plan_backward(p);
   const int64_t S = plan.slices;
-  const Simd simd = 4 * d3 <= std::numeric_limits<int32_t>::max() ? simd_path() : Simd::kScalar;
+  const Simd simd = simd_for(d3);
   // Uninitialised: each slice zeroes its own partials, in parallel.
   CachedPartials lut_part(static_cast<size_t>(plan.group * S * plan.part));
   std::unique_ptr<double[]> vert_part(new double[plan.group * S * plan.vert]);

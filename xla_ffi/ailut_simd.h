@@ -169,8 +169,8 @@ struct Sorted {
   int d;
   int padded;
   AILUT_SIMD_FN Pos operator()(int c, VF x) const {
-    return locate_sorted(v + c * d, padded_rows + c * padded, padded, buckets + c * n_buckets,
-                         n_buckets, has_vertex, d, x);
+    return locate_sorted(RowInMemory{v + c * d}, padded_rows + c * padded, padded,
+                         buckets + c * n_buckets, n_buckets, has_vertex, d, x);
   }
 };
 
@@ -307,48 +307,28 @@ AILUT_SIMD_FN void blend_packed_store(const float* lut4, const int off[8], VI ba
 
 #include "ailut_simd_kernels.inc"
 
-// locate_sorted for rows of at most 33 vertices, held in registers: a row's entries 0..31
+// A vertex row of at most 33 entries held in registers, for locate_sorted: entries 0..31
 // in (r0, r1) and 1..32 in (s0, s1), so a two-source permutation reads row[k], row[k+1]
-// and the scan's row[lb] for 16 lanes where locate_sorted gathers them. The same values,
-// the same lower bound and the same arithmetic: the results are locate_sorted's.
-// `short_row` holds the row followed by +inf, at least 48 entries (kShortStride).
-AILUT_SIMD_FN Pos locate_sorted_short(const float* short_row, const float* padded_row, int padded,
-                                      const uint16_t* buckets, int n_buckets, int has_vertex, int d,
-                                      VF x) {
-  const VF r0 = _mm512_loadu_ps(short_row), r1 = _mm512_loadu_ps(short_row + 16);
-  const VF s0 = _mm512_loadu_ps(short_row + 1), s1 = _mm512_loadu_ps(short_row + 17);
-  const VM in = mand(cmp_ge(x, fzero()), cmp_lt(x, fset(1.0f)));
-  VI lb = iset(0);
-  if (any(in)) {
-    const VI j = izero_unless(in, to_int(mul(x, fset(static_cast<float>(n_buckets)))));
-    const VI entry = gather_u16(buckets, j);
-    lb = iand(entry, iset(has_vertex - 1));
-    const VM scan = icmp_eq(iand(entry, iset(has_vertex)), iset(has_vertex));
-    VM active = mand(mand(in, scan), icmp_gt(iset(d), lb));
-    while (any(active)) {
-      // row[lb] with lb <= d - 1 <= 32: entries 0..31 from (r0, r1), entry 32 is s1's last.
-      const VI i = imin(lb, iset(d - 1));
-      const VF low = _mm512_permutex2var_ps(r0, i, r1);
-      const VF v = _mm512_mask_blend_ps(icmp_eq(i, iset(32)), low, fset(short_row[32]));
-      const VM step = mand(active, cmp_lt(v, x));
-      lb = iadd_if(step, lb, 1);
-      active = mand(step, icmp_gt(iset(d), lb));
-    }
+// and the scan's row[lb] for 16 lanes where RowInMemory gathers them: the same values,
+// so the same cells and results. `short_row` holds the row followed by +inf, at least 48
+// entries (kShortStride in ailut_cpu.cc).
+struct RowInRegisters {
+  VF r0, r1, s0, s1;
+  float last;  // entry 32
+  AILUT_SIMD_FN explicit RowInRegisters(const float* short_row)
+      : r0(_mm512_loadu_ps(short_row)),
+        r1(_mm512_loadu_ps(short_row + 16)),
+        s0(_mm512_loadu_ps(short_row + 1)),
+        s1(_mm512_loadu_ps(short_row + 17)),
+        last(short_row[32]) {}
+  // row[i] for i <= d - 1 <= 32: entries 0..31 from (r0, r1), entry 32 on its own.
+  AILUT_SIMD_FN VF scan_at(VI i, VM) const {
+    return _mm512_mask_blend_ps(icmp_eq(i, iset(32)), _mm512_permutex2var_ps(r0, i, r1),
+                                fset(last));
   }
-  if (!all(in)) {
-    VI base = iset(0);
-    for (int step = padded >> 1; step > 0; step >>= 1) {
-      const VF v = gather(padded_row, iadd(base, iset(step - 1)));
-      base = iadd_if(cmp_nge(v, x), base, step);
-    }
-    lb = iselect(in, base, lb);
-  }
-  const VI k = clamp_cell(lb, d);  // in [0, d - 2] <= 31
-  const VF v0 = _mm512_permutex2var_ps(r0, k, r1);
-  const VF v1 = _mm512_permutex2var_ps(s0, k, s1);
-  const VF denom = add(sub(v1, v0), fset(eps<float>()));
-  return {k, div(sub(x, v0), denom), denom};
-}
+  AILUT_SIMD_FN VF at(VI k) const { return _mm512_permutex2var_ps(r0, k, r1); }    // k <= 31
+  AILUT_SIMD_FN VF next(VI k) const { return _mm512_permutex2var_ps(s0, k, s1); }  // row[k + 1]
+};
 
 struct Sorted {
   const float* v;
@@ -362,11 +342,11 @@ struct Sorted {
   int short_stride;
   AILUT_SIMD_FN Pos operator()(int c, VF x) const {
     if (short_rows != nullptr) {
-      return locate_sorted_short(short_rows + c * short_stride, padded_rows + c * padded, padded,
-                                 buckets + c * n_buckets, n_buckets, has_vertex, d, x);
+      return locate_sorted(RowInRegisters(short_rows + c * short_stride), padded_rows + c * padded,
+                           padded, buckets + c * n_buckets, n_buckets, has_vertex, d, x);
     }
-    return locate_sorted(v + c * d, padded_rows + c * padded, padded, buckets + c * n_buckets,
-                         n_buckets, has_vertex, d, x);
+    return locate_sorted(RowInMemory{v + c * d}, padded_rows + c * padded, padded,
+                         buckets + c * n_buckets, n_buckets, has_vertex, d, x);
   }
 };
 
