@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -71,16 +70,10 @@ def numpy_forward(img: np.ndarray, lut: np.ndarray, vertices: np.ndarray) -> np.
 def numpy_forward_ms(inputs, repeats: int, native_out: np.ndarray) -> float:
     """Median ms of :func:`numpy_forward` on the benchmark's inputs, after checking that
     it computes what the native op does."""
-    img, lut, vertices = (np.asarray(x)[0] for x in inputs)
-    out = numpy_forward(img, lut, vertices)
-    err = float(np.max(np.abs(out - native_out[0])))
+    args = tuple(np.asarray(x)[0] for x in inputs)
+    err = float(np.max(np.abs(numpy_forward(*args) - native_out[0])))
     assert err < 1e-4, f"numpy baseline disagrees with the native op by {err}"
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        numpy_forward(img, lut, vertices)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    return median_ms(numpy_forward, args, repeats, warmup=0)  # the check above warmed it
 
 
 def photo(h: int, w: int) -> np.ndarray:
@@ -125,16 +118,10 @@ def copy_ms(src: np.ndarray, repeats: int) -> float:
     """Median ms of a plain copy of ``src`` into a preallocated buffer (reads + writes
     the same bytes as the forward's image in and output out)."""
     dst = np.empty_like(src)
-    np.copyto(dst, src)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    return median_ms(np.copyto, (dst, src), repeats, warmup=1)
 
 
-def path_forward_ms(args, simd: str) -> dict:
+def path_forward_ms(args, simd: str) -> tuple[dict, str]:
     """The native forward's ms per size with AILUT_SIMD=simd, from a subprocess; returns
     ({size: ms}, the path the module chose)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +167,7 @@ def main() -> None:
     module = _native.load_module("cpu")
     simd_path, threads = module.simd_path(), module.num_threads()
 
-    if args.native_forward_only:  # the AILUT_SIMD=off subprocess
+    if args.native_forward_only:  # a path_forward_ms subprocess
         rows = []
         for size in args.sizes:
             inputs = make_inputs(*SIZES[size], args.d, source=args.input)

@@ -1,24 +1,26 @@
-"""The CPU SIMD path (AVX2, 8 pixels per step) against the scalar path, forward and
-backward.
+"""The CPU SIMD paths (AVX2, 8 pixels per step; AVX-512, 16) against the scalar path,
+forward and backward.
 
-Two subprocesses run this file's __main__ block on the same cases, one with the default
-dispatch (AVX2 where the CPU has it) and one with ``AILUT_SIMD=off``; each computes the
-forward output and, for a fixed cotangent, the gradients for the image, the LUT and the
-vertices. Every value that is not NaN must be bit-identical (compared as integers, so
-signed zeros count too) and NaN must come out at exactly the same places. The sign and
-payload bits of a NaN are not compared: IEEE 754 leaves them open, x86 propagates the
-first operand's NaN or makes a negative default one, and the compiler is free to commute
-the operands of a product in the scalar code, so they are not a property of the
-arithmetic. Each subprocess computes every case with 1 and 3 threads and checks those
-agree bit for bit as well. The cases cover a smooth photo-like image, noise, hostile
-pixels (NaN, +-inf, -0.0, huge, subnormal, exact vertex values, 1.0 and the float just
-below), odd widths and batches (runs that start and end off an 8-pixel boundary, so both
-tails run), the plain and the packed LUT layouts, D from 2 to 64, the uniform grid
+Subprocesses run this file's __main__ block on the same cases, one per path:
+``AILUT_SIMD=avx2``, the default (AVX-512 where the CPU has it) and ``AILUT_SIMD=off``;
+each computes the forward output and, for a fixed cotangent, the gradients for the
+image, the LUT and the vertices. Every value that is not NaN must be bit-identical to
+the scalar path's (compared as integers, so signed zeros count too) and NaN must come out
+at exactly the same places. The sign and payload bits of a NaN are not compared: IEEE
+754 leaves them open, x86 propagates the first operand's NaN or makes a negative default
+one, and the compiler is free to commute the operands of a product in the scalar code,
+so they are not a property of the arithmetic. Each subprocess computes every case with 1
+and 3 threads and checks those agree bit for bit as well. The cases cover a smooth
+photo-like image, noise, hostile pixels (NaN, +-inf, -0.0, huge, subnormal, exact vertex
+values, 1.0 and the float just below), odd widths and batches (runs that start and end
+off a step boundary, so both tails run), the plain and the packed LUT layouts, D from 2
+to 64 (33 and below: AVX-512 keeps rows in registers), the uniform grid
 (``lut_transform``) and adaptive vertices: sorted, with duplicates, beyond [0, 1], and
 the unsorted / NaN rows that stay on the scalar search.
 
-Skipped only where the native module is not built or the CPU lacks AVX2 (then both
-subprocesses would run the scalar path and the comparison would test nothing).
+Skipped where the native module is not built or the CPU lacks AVX2 (then every path
+would be the scalar one and the comparison would test nothing); the AVX-512 case also
+where the CPU lacks AVX-512F.
 """
 
 from __future__ import annotations
